@@ -1,0 +1,119 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	jumpmeshv1 "github.com/jumpmesh/jumpmesh/proto/jumpmesh/v1"
+	"github.com/jumpmesh/jumpmesh/proto/wire"
+	"google.golang.org/protobuf/proto"
+)
+
+// UnixOpener opens each stream as a new connection to a Unix socket.
+type UnixOpener string
+
+// OpenStream dials the socket.
+func (p UnixOpener) OpenStream(ctx context.Context) (wire.Stream, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", string(p))
+	if err != nil {
+		return nil, fmt.Errorf("connect to exporter: %w", err)
+	}
+	return c, nil
+}
+
+// call is the client's end of one stream.
+type call struct {
+	s    wire.Stream
+	r    *wire.Reader
+	w    *wire.Writer
+	stop func() bool
+}
+
+// open opens a stream and sends its header. Cancelling ctx closes the
+// stream, which unblocks any read or write on it.
+func (s *Session) open(ctx context.Context, h *jumpmeshv1.StreamHeader) (*call, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	st, err := s.opener.OpenStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := &call{s: st, r: wire.NewReader(st), w: wire.NewWriter(st)}
+	c.stop = context.AfterFunc(ctx, func() { st.Close() })
+	if err := c.w.WriteMessage(wire.KindHeader, h); err != nil {
+		c.close()
+		return nil, c.fail(ctx, err)
+	}
+	return c, nil
+}
+
+func (c *call) close() {
+	c.stop()
+	c.s.Close()
+}
+
+// fail turns a transport error into the reason a person needs: the
+// context's error when it ended the stream.
+func (c *call) fail(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return &wire.Error{Code: wire.Unavailable, Message: "the exporter closed the stream unexpectedly"}
+	}
+	return err
+}
+
+// finishSending ends the client's direction with CLOSE OK. The transport
+// stays open: closing it tells the exporter the client has gone.
+func (c *call) finishSending() error {
+	return c.w.WriteMessage(wire.KindClose, wire.StatusOf(nil))
+}
+
+// recvOnly sends nothing more and reads one MESSAGE into m, then CLOSE.
+func (c *call) recvOnly(m proto.Message) error {
+	got := false
+	err := c.recvEach(func() proto.Message { return m }, func(proto.Message) error {
+		if got {
+			return &wire.Error{Code: wire.Internal, Message: "the exporter sent more than one response"}
+		}
+		got = true
+		return nil
+	})
+	if err == nil && !got {
+		return &wire.Error{Code: wire.Internal, Message: "the exporter sent no response"}
+	}
+	return err
+}
+
+// recvEach half-closes and hands each MESSAGE to fn until CLOSE.
+func (c *call) recvEach(newMsg func() proto.Message, fn func(proto.Message) error) error {
+	if err := c.finishSending(); err != nil {
+		return err
+	}
+	for {
+		f, err := c.r.Read()
+		if err != nil {
+			return err
+		}
+		switch f.Kind {
+		case wire.KindMessage:
+			m := newMsg()
+			if err := proto.Unmarshal(f.Payload, m); err != nil {
+				return fmt.Errorf("decode %T from exporter: %w", m, err)
+			}
+			if err := fn(m); err != nil {
+				return err
+			}
+		case wire.KindClose:
+			return wire.ErrorOf(f.Payload)
+		default:
+			return fmt.Errorf("%w: unexpected %v frame", wire.ErrMalformed, f.Kind)
+		}
+	}
+}

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jumpmesh/jumpmesh/client"
+	jumpmeshv1 "github.com/jumpmesh/jumpmesh/proto/jumpmesh/v1"
+	"github.com/spf13/cobra"
+)
+
+// reportTimeout bounds how long j waits for the exporter's report, which
+// it needs before it can even parse its arguments.
+const reportTimeout = 15 * time.Second
+
+// interfaceCommands gives each driver interface's j subcommands.
+var interfaceCommands = map[string]func(*client.Driver) []*cobra.Command{}
+
+// newJCmd builds j's command tree from the report of the exporter JMP_HOST
+// names. When there is no exporter to ask, every invocation fails with the
+// reason, except help.
+func newJCmd(ctx context.Context) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "j",
+		Short: "Drive the device of this jmp shell",
+		Long: `j drives the device of the 'jmp shell' it runs in. With no arguments it prints
+the device's driver tree; each driver is a subcommand, with the commands of the
+interfaces it implements (power, serial, storage, ...).`,
+		Example: `  j
+  j power on
+  j serial expect 'login:' -- j power cycle
+  j storage flash image.raw.xz`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	session, err := client.FromEnv()
+	var report *jumpmeshv1.Report
+	if err == nil {
+		rctx, cancel := context.WithTimeout(ctx, reportTimeout)
+		report, err = session.Report(rctx)
+		cancel()
+	}
+	if err != nil {
+		root.Args = cobra.ArbitraryArgs
+		root.RunE = func(*cobra.Command, []string) error { return err }
+		return root
+	}
+	root.Args = cobra.NoArgs
+	root.RunE = func(cmd *cobra.Command, _ []string) error {
+		return printTree(cmd.OutOrStdout(), report)
+	}
+	children := map[string][]*jumpmeshv1.DriverReport{}
+	for _, d := range report.GetDrivers() {
+		children[d.GetParentUuid()] = append(children[d.GetParentUuid()], d)
+	}
+	var add func(parent *cobra.Command, parentUUID, parentPath string)
+	add = func(parent *cobra.Command, parentUUID, parentPath string) {
+		for _, d := range children[parentUUID] {
+			path := d.GetName()
+			if parentPath != "" {
+				path = parentPath + "." + path
+			}
+			dc := driverCmd(session, d, path)
+			add(dc, d.GetUuid(), path)
+			parent.AddCommand(dc)
+		}
+	}
+	add(root, "", "")
+	return root
+}
+
+func driverCmd(s *client.Session, d *jumpmeshv1.DriverReport, path string) *cobra.Command {
+	short := d.GetDescription()
+	if short == "" {
+		short = d.GetType()
+	}
+	cmd := &cobra.Command{
+		Use:   d.GetName(),
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cmd.Help()
+		},
+	}
+	handle, err := s.Driver(context.Background(), path)
+	if err != nil {
+		return cmd // the report is cached, so this cannot fail in practice
+	}
+	var unknown []string
+	for _, iface := range d.GetInterfaces() {
+		commands, ok := interfaceCommands[iface.GetName()]
+		if !ok {
+			unknown = append(unknown, iface.GetName())
+			continue
+		}
+		cmd.AddCommand(commands(handle)...)
+	}
+	if len(unknown) > 0 {
+		cmd.Long = fmt.Sprintf("%s\n\nThis j has no commands for: %s. A newer jmp, or the Go client, can call them.", short, strings.Join(unknown, ", "))
+	}
+	return cmd
+}
+
+// printTree prints the driver tree, one driver a line.
+func printTree(w io.Writer, r *jumpmeshv1.Report) error {
+	labels := make([]string, 0, len(r.GetLabels()))
+	for _, k := range slices.Sorted(maps.Keys(r.GetLabels())) {
+		labels = append(labels, k+"="+r.GetLabels()[k])
+	}
+	header := r.GetName()
+	if len(labels) > 0 {
+		header += " (" + strings.Join(labels, ", ") + ")"
+	}
+	var b strings.Builder
+	b.WriteString(header + "\n")
+	children := map[string][]*jumpmeshv1.DriverReport{}
+	for _, d := range r.GetDrivers() {
+		children[d.GetParentUuid()] = append(children[d.GetParentUuid()], d)
+	}
+	var walk func(parent, indent string)
+	walk = func(parent, indent string) {
+		kids := children[parent]
+		for i, d := range kids {
+			branch, next := "├── ", "│   "
+			if i == len(kids)-1 {
+				branch, next = "└── ", "    "
+			}
+			var ifaces []string
+			for _, iface := range d.GetInterfaces() {
+				var methods []string
+				for _, m := range iface.GetMethods() {
+					methods = append(methods, strings.ToLower(m.GetName()))
+				}
+				ifaces = append(ifaces, shortName(iface.GetName())+": "+strings.Join(methods, ", "))
+			}
+			line := fmt.Sprintf("%s%s%s [%s]", indent, branch, d.GetName(), d.GetType())
+			if desc := d.GetDescription(); desc != "" {
+				line += " " + desc
+			}
+			if len(ifaces) > 0 {
+				line += " — " + strings.Join(ifaces, "; ")
+			}
+			b.WriteString(line + "\n")
+			walk(d.GetUuid(), indent+next)
+		}
+	}
+	walk("", "")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// shortName turns "jumpmesh.drivers.power.v1.Power" into "power".
+func shortName(iface string) string {
+	parts := strings.Split(iface, ".")
+	return strings.ToLower(parts[len(parts)-1])
+}
+
+// exitCoder is an error that carries the exit code j should end with, as
+// `j scripts run` passes on its command's.
+type exitCoder interface{ ExitCode() int }
+
+func asExitCode(err error) (int, bool) {
+	var ec exitCoder
+	if errors.As(err, &ec) {
+		return ec.ExitCode(), true
+	}
+	return 0, false
+}
