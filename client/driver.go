@@ -108,10 +108,11 @@ type ByteStream struct {
 	c    *call
 	wrap func(error) error
 
-	readMu  sync.Mutex
-	pending []byte // DATA not yet returned by Read
-	result  []byte // the response MESSAGE, once it came
-	readErr error  // io.EOF after a clean CLOSE
+	readMu    sync.Mutex
+	pending   []byte // DATA not yet returned by Read
+	result    []byte // the response MESSAGE, once it came
+	gotResult bool
+	readErr   error // io.EOF after a clean CLOSE
 
 	writeMu sync.Mutex
 	closed  bool
@@ -146,6 +147,7 @@ func (b *ByteStream) readFrame() {
 		b.pending = append(b.pending[:0], f.Payload...)
 	case wire.KindMessage:
 		b.result = append([]byte(nil), f.Payload...)
+		b.gotResult = true
 	case wire.KindClose:
 		if err := wire.ErrorOf(f.Payload); err != nil {
 			b.readErr = b.wrap(err)
@@ -207,7 +209,7 @@ func (b *ByteStream) Wait(resp proto.Message) error {
 		return b.readErr
 	}
 	if resp != nil {
-		if b.result == nil {
+		if !b.gotResult {
 			return b.wrap(fmt.Errorf("%w: the exporter sent no response", wire.ErrMalformed))
 		}
 		if err := proto.Unmarshal(b.result, resp); err != nil {

@@ -134,7 +134,11 @@ func (s *Session) Logs(ctx context.Context, min jumpmeshv1.Severity, fn func(*ju
 		return fmt.Errorf("stream logs: %w", err)
 	}
 	defer st.close()
-	return st.recvEach(func() proto.Message { return &jumpmeshv1.LogEntry{} }, func(m proto.Message) error {
+	err = st.recvEach(func() proto.Message { return &jumpmeshv1.LogEntry{} }, func(m proto.Message) error {
 		return fn(m.(*jumpmeshv1.LogEntry))
 	})
+	if err != nil {
+		return fmt.Errorf("stream logs: %w", st.fail(ctx, err))
+	}
+	return nil
 }

@@ -93,9 +93,10 @@ func (c *call) recvOnly(m proto.Message) error {
 
 // recvEach half-closes and hands each MESSAGE to fn until CLOSE.
 func (c *call) recvEach(newMsg func() proto.Message, fn func(proto.Message) error) error {
-	if err := c.finishSending(); err != nil {
-		return err
-	}
+	// The exporter may answer and close before reading our CLOSE (a report,
+	// an unknown driver), so a failed write here is not the outcome: the
+	// reads below are.
+	c.finishSending()
 	for {
 		f, err := c.r.Read()
 		if err != nil {

@@ -75,13 +75,18 @@ func (e *Exporter) ServeStream(ctx context.Context, s wire.Stream) {
 		st.close(wire.Errorf(wire.InvalidArgument, "protocol error: bad stream header: %v", err))
 		return
 	}
+	// Always read what the client sends while answering: a transport
+	// without buffers (net.Pipe) would deadlock otherwise, and reading is
+	// how a vanished client is noticed. A byte stream's DATA goes to data.
+	data, pw := io.Pipe()
+	defer data.Close()
+	go st.watchClient(pw, cancel)
 	switch op := h.GetOp().(type) {
 	case *jumpmeshv1.StreamHeader_Report:
 		st.close(st.send(e.report))
 	case *jumpmeshv1.StreamHeader_Call:
-		e.serveCall(ctx, cancel, st, op.Call)
+		e.serveCall(ctx, st, data, op.Call)
 	case *jumpmeshv1.StreamHeader_Logs:
-		go st.watchClient(nil, cancel)
 		st.close(e.serveLogs(ctx, st, op.Logs))
 	default:
 		st.close(wire.Errorf(wire.Unimplemented, "this exporter does not know the operation %T; is the client newer than the exporter?", op))
@@ -130,44 +135,35 @@ func (st *serverStream) close(err error) {
 	st.w.Write(wire.KindClose, b)
 }
 
-// watchClient reads what the client still sends: DATA into data (nil where
-// none is allowed), then its CLOSE, which ends data with io.EOF. The
-// transport's end after that, or any error, means the client has gone, and
-// cancel stops the call.
+// watchClient reads what the client still sends: DATA into data, then its
+// CLOSE, which ends data with io.EOF. The transport's end after that, or any
+// error, means the client has gone, and cancel stops the call.
 func (st *serverStream) watchClient(data *io.PipeWriter, cancel context.CancelFunc) {
 	defer cancel()
-	fail := func(err error) {
-		if data != nil {
-			data.CloseWithError(err)
-		}
-	}
 	for {
 		f, err := st.r.Read()
 		if err != nil {
-			fail(&wire.Error{Code: wire.Canceled, Message: "the client went away"})
+			data.CloseWithError(&wire.Error{Code: wire.Canceled, Message: "the client went away"})
 			return
 		}
-		switch {
-		case f.Kind == wire.KindData && data != nil:
+		switch f.Kind {
+		case wire.KindData:
 			if _, err := data.Write(f.Payload); err != nil {
 				return // the driver stopped reading
 			}
-		case f.Kind == wire.KindClose:
-			if data != nil {
-				data.Close()
-				data = nil
-			}
+		case wire.KindClose:
+			data.Close()
 			if err := wire.ErrorOf(f.Payload); err != nil {
 				return // the client ended its side with an error: stop
 			}
 		default:
-			fail(wire.Errorf(wire.InvalidArgument, "protocol error: unexpected %v frame", f.Kind))
+			data.CloseWithError(wire.Errorf(wire.InvalidArgument, "protocol error: unexpected %v frame", f.Kind))
 			return
 		}
 	}
 }
 
-func (e *Exporter) serveCall(ctx context.Context, cancel context.CancelFunc, st *serverStream, req *jumpmeshv1.CallRequest) {
+func (e *Exporter) serveCall(ctx context.Context, st *serverStream, data *io.PipeReader, req *jumpmeshv1.CallRequest) {
 	n, ok := e.byUUID[req.GetDriverUuid()]
 	if !ok {
 		st.close(wire.Errorf(wire.NotFound, "exporter %s has no driver %s; get the report again", e.Name(), req.GetDriverUuid()))
@@ -204,7 +200,7 @@ func (e *Exporter) serveCall(ctx context.Context, cancel context.CancelFunc, st 
 				err = wire.Errorf(wire.Internal, "driver %s panicked in %s: %v", n.report.GetName(), req.GetMethod(), p)
 			}
 		}()
-		err = e.dispatch(ctx, cancel, st, h, in)
+		err = dispatch(ctx, st, data, h, in)
 	}()
 	if err != nil && ctx.Err() == nil {
 		log.Info("call failed", "err", err)
@@ -212,26 +208,21 @@ func (e *Exporter) serveCall(ctx context.Context, cancel context.CancelFunc, st 
 	st.close(err)
 }
 
-func (e *Exporter) dispatch(ctx context.Context, cancel context.CancelFunc, st *serverStream, h drivers.Handler, in proto.Message) error {
+func dispatch(ctx context.Context, st *serverStream, data *io.PipeReader, h drivers.Handler, in proto.Message) error {
 	switch h.Kind() {
 	case jumpmeshv1.MethodKind_METHOD_KIND_UNARY:
-		go st.watchClient(nil, cancel)
 		out, err := h.CallUnary(ctx, in)
 		if err != nil {
 			return err
 		}
 		return st.send(out)
 	case jumpmeshv1.MethodKind_METHOD_KIND_SERVER_STREAM:
-		go st.watchClient(nil, cancel)
 		return h.CallStream(ctx, in, st.send)
 	case jumpmeshv1.MethodKind_METHOD_KIND_BYTE_STREAM:
-		pr, pw := io.Pipe()
-		defer pr.Close()
-		go st.watchClient(pw, cancel)
 		if err := st.write(wire.KindOpen, nil); err != nil {
 			return err
 		}
-		out, err := h.CallBytes(ctx, in, byteStream{pr, st})
+		out, err := h.CallBytes(ctx, in, byteStream{data, st})
 		if err != nil {
 			return err
 		}

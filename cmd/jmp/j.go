@@ -8,9 +8,14 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/client"
+	"github.com/jumpmesh/jumpmesh/drivers/power"
+	"github.com/jumpmesh/jumpmesh/drivers/serial"
+	"github.com/jumpmesh/jumpmesh/drivers/shell"
+	"github.com/jumpmesh/jumpmesh/drivers/storage"
 	jumpmeshv1 "github.com/jumpmesh/jumpmesh/proto/jumpmesh/v1"
 	"github.com/spf13/cobra"
 )
@@ -20,7 +25,12 @@ import (
 const reportTimeout = 15 * time.Second
 
 // interfaceCommands gives each driver interface's j subcommands.
-var interfaceCommands = map[string]func(*client.Driver) []*cobra.Command{}
+var interfaceCommands = map[string]func(*client.Driver) []*cobra.Command{
+	power.Interface:   power.Commands,
+	serial.Interface:  serial.Commands,
+	storage.Interface: storage.Commands,
+	shell.Interface:   shell.Commands,
+}
 
 // newJCmd builds j's command tree from the report of the exporter JMP_HOST
 // names. When there is no exporter to ask, every invocation fails with the
@@ -53,7 +63,7 @@ interfaces it implements (power, serial, storage, ...).`,
 	}
 	root.Args = cobra.NoArgs
 	root.RunE = func(cmd *cobra.Command, _ []string) error {
-		return printTree(cmd.OutOrStdout(), report)
+		return printTree(cmd.OutOrStdout(), report, cmd)
 	}
 	children := map[string][]*jumpmeshv1.DriverReport{}
 	for _, d := range report.GetDrivers() {
@@ -107,8 +117,9 @@ func driverCmd(s *client.Session, d *jumpmeshv1.DriverReport, path string) *cobr
 	return cmd
 }
 
-// printTree prints the driver tree, one driver a line.
-func printTree(w io.Writer, r *jumpmeshv1.Report) error {
+// printTree prints the driver tree, one driver a line, with the j commands
+// each driver has.
+func printTree(w io.Writer, r *jumpmeshv1.Report, root *cobra.Command) error {
 	labels := make([]string, 0, len(r.GetLabels()))
 	for _, k := range slices.Sorted(maps.Keys(r.GetLabels())) {
 		labels = append(labels, k+"="+r.GetLabels()[k])
@@ -117,48 +128,33 @@ func printTree(w io.Writer, r *jumpmeshv1.Report) error {
 	if len(labels) > 0 {
 		header += " (" + strings.Join(labels, ", ") + ")"
 	}
-	var b strings.Builder
-	b.WriteString(header + "\n")
+	fmt.Fprintln(w, header)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	children := map[string][]*jumpmeshv1.DriverReport{}
 	for _, d := range r.GetDrivers() {
 		children[d.GetParentUuid()] = append(children[d.GetParentUuid()], d)
 	}
-	var walk func(parent, indent string)
-	walk = func(parent, indent string) {
-		kids := children[parent]
+	var walk func(parentUUID, indent string, parent *cobra.Command)
+	walk = func(parentUUID, indent string, parent *cobra.Command) {
+		kids := children[parentUUID]
 		for i, d := range kids {
 			branch, next := "├── ", "│   "
 			if i == len(kids)-1 {
 				branch, next = "└── ", "    "
 			}
-			var ifaces []string
-			for _, iface := range d.GetInterfaces() {
-				var methods []string
-				for _, m := range iface.GetMethods() {
-					methods = append(methods, strings.ToLower(m.GetName()))
+			cmd, _, _ := parent.Find([]string{d.GetName()})
+			var verbs []string
+			for _, sub := range cmd.Commands() {
+				if !slices.ContainsFunc(children[d.GetUuid()], func(c *jumpmeshv1.DriverReport) bool { return c.GetName() == sub.Name() }) {
+					verbs = append(verbs, sub.Name())
 				}
-				ifaces = append(ifaces, shortName(iface.GetName())+": "+strings.Join(methods, ", "))
 			}
-			line := fmt.Sprintf("%s%s%s [%s]", indent, branch, d.GetName(), d.GetType())
-			if desc := d.GetDescription(); desc != "" {
-				line += " " + desc
-			}
-			if len(ifaces) > 0 {
-				line += " — " + strings.Join(ifaces, "; ")
-			}
-			b.WriteString(line + "\n")
-			walk(d.GetUuid(), indent+next)
+			fmt.Fprintf(tw, "%s%s%s\t%s\t%s\t%s\n", indent, branch, d.GetName(), d.GetType(), d.GetDescription(), strings.Join(verbs, ", "))
+			walk(d.GetUuid(), indent+next, cmd)
 		}
 	}
-	walk("", "")
-	_, err := io.WriteString(w, b.String())
-	return err
-}
-
-// shortName turns "jumpmesh.drivers.power.v1.Power" into "power".
-func shortName(iface string) string {
-	parts := strings.Split(iface, ".")
-	return strings.ToLower(parts[len(parts)-1])
+	walk("", "", root)
+	return tw.Flush()
 }
 
 // exitCoder is an error that carries the exit code j should end with, as

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -95,12 +96,13 @@ func runLocalShell(ctx context.Context, configFile string, logLevel slog.Level, 
 		<-served
 	}()
 
+	path := binDir + string(os.PathListSeparator) + os.Getenv("PATH")
 	env := append(os.Environ(),
 		client.HostEnv+"=unix://"+socket,
 		"JMP_EXPORTER="+cfg.Metadata.Name,
-		"PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"PATH="+path,
 	)
-	return runChild(args, env)
+	return runChild(args, env, path)
 }
 
 // linkJ puts a `j` on PATH that is this very binary.
@@ -118,10 +120,10 @@ func linkJ(binDir string) error {
 	return nil
 }
 
-// runChild runs args (or $SHELL) with env and returns its exit status as an
-// *exitError. SIGINT and SIGTERM sent to jmp are passed on to it; an
-// interactive shell ignores SIGINT, as it should.
-func runChild(args []string, env []string) error {
+// runChild runs args (or $SHELL), found in path, with env and returns its
+// exit status as an *exitError. SIGINT and SIGTERM sent to jmp are passed on
+// to it; an interactive shell ignores SIGINT, as it should.
+func runChild(args, env []string, path string) error {
 	if len(args) == 0 {
 		shell := os.Getenv("SHELL")
 		if shell == "" {
@@ -129,7 +131,12 @@ func runChild(args []string, env []string) error {
 		}
 		args = []string{shell}
 	}
-	child := exec.Command(args[0], args[1:]...)
+	bin, err := lookPath(args[0], path)
+	if err != nil {
+		return err
+	}
+	child := exec.Command(bin, args[1:]...)
+	child.Args[0] = args[0]
 	child.Env = env
 	child.Stdin, child.Stdout, child.Stderr = os.Stdin, os.Stdout, os.Stderr
 	signals := make(chan os.Signal, 2)
@@ -154,6 +161,23 @@ func runChild(args []string, env []string) error {
 			return exitStatus(args[0], err)
 		}
 	}
+}
+
+// lookPath finds name as the child's PATH would, which holds j.
+func lookPath(name, path string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("run %s: not found in PATH", name)
 }
 
 func exitStatus(name string, err error) error {
