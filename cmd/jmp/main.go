@@ -67,6 +67,14 @@ serial console, flashing, commands. Inside 'jmp shell', 'j' drives the device.`,
 		newShellCmd(),
 		newVersionCmd(),
 		newCompletionCmd(),
+		newCoordinatorCmd(),
+		newRunCmd(),
+		newCreateCmd(),
+		newGetCmd(),
+		newUpdateCmd(),
+		newDeleteCmd(),
+		newAdminCmd(),
+		newConfigCmd(),
 	)
 	return root
 }
