@@ -90,7 +90,7 @@ func (d *Driver) OpenBytes(ctx context.Context, iface, method string, req proto.
 		return nil, d.wrap(method, c.fail(ctx, err))
 	case f.Kind == wire.KindClose:
 		c.close()
-		if err := wire.ErrorOf(f.Payload); err != nil {
+		if err := c.remoteError(f.Payload); err != nil {
 			return nil, d.wrap(method, err)
 		}
 		return nil, d.wrap(method, fmt.Errorf("%w: the exporter ended the stream before opening it", wire.ErrMalformed))
@@ -149,7 +149,7 @@ func (b *ByteStream) readFrame() {
 		b.result = append([]byte(nil), f.Payload...)
 		b.gotResult = true
 	case wire.KindClose:
-		if err := wire.ErrorOf(f.Payload); err != nil {
+		if err := b.c.remoteError(f.Payload); err != nil {
 			b.readErr = b.wrap(err)
 		} else {
 			b.readErr = io.EOF

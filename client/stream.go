@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	jumpmeshv1 "github.com/jumpmesh/jumpmesh/proto/jumpmesh/v1"
 	"github.com/jumpmesh/jumpmesh/proto/wire"
@@ -27,6 +28,7 @@ func (p UnixOpener) OpenStream(ctx context.Context) (wire.Stream, error) {
 
 // call is the client's end of one stream.
 type call struct {
+	ctx  context.Context
 	s    wire.Stream
 	r    *wire.Reader
 	w    *wire.Writer
@@ -43,7 +45,7 @@ func (s *Session) open(ctx context.Context, h *jumpmeshv1.StreamHeader) (*call, 
 	if err != nil {
 		return nil, err
 	}
-	c := &call{s: st, r: wire.NewReader(st), w: wire.NewWriter(st)}
+	c := &call{ctx: ctx, s: st, r: wire.NewReader(st), w: wire.NewWriter(st)}
 	c.stop = context.AfterFunc(ctx, func() { st.Close() })
 	if err := c.w.WriteMessage(wire.KindHeader, h); err != nil {
 		c.close()
@@ -65,6 +67,17 @@ func (c *call) fail(ctx context.Context, err error) error {
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return &wire.Error{Code: wire.Unavailable, Message: "the exporter closed the stream unexpectedly"}
+	}
+	return err
+}
+
+// remoteError decodes the exporter's CLOSE. The exporter enforces the call's
+// deadline too, and may hit it a moment before the client does: that is the
+// client's own deadline, reported as such.
+func (c *call) remoteError(payload []byte) error {
+	err := wire.ErrorOf(payload)
+	if deadline, ok := c.ctx.Deadline(); ok && errors.Is(err, &wire.Error{Code: wire.DeadlineExceeded}) && !time.Now().Before(deadline) {
+		return context.DeadlineExceeded
 	}
 	return err
 }
@@ -112,7 +125,7 @@ func (c *call) recvEach(newMsg func() proto.Message, fn func(proto.Message) erro
 				return err
 			}
 		case wire.KindClose:
-			return wire.ErrorOf(f.Payload)
+			return c.remoteError(f.Payload)
 		default:
 			return fmt.Errorf("%w: unexpected %v frame", wire.ErrMalformed, f.Kind)
 		}

@@ -74,6 +74,15 @@ func KindOf(md protoreflect.MethodDescriptor) jumpmeshv1.MethodKind {
 	return jumpmeshv1.MethodKind_METHOD_KIND_UNARY
 }
 
+// MethodDescription is the help text a method's proto options give it.
+func MethodDescription(sd protoreflect.ServiceDescriptor, method string) string {
+	md := sd.Methods().ByName(protoreflect.Name(method))
+	if md == nil {
+		return ""
+	}
+	return proto.GetExtension(md.Options(), jumpmeshv1.E_MethodDescription).(string)
+}
+
 // ByteStream is a driver's end of a byte stream.
 type ByteStream interface {
 	// Read returns the client's bytes, then io.EOF when the client is done

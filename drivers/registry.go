@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/jumpmesh/jumpmesh/drivers/config"
@@ -92,6 +93,27 @@ func (b *Build) Errorf(format string, args ...any) error {
 		line = b.Config.Line
 	}
 	return &config.Error{File: b.File, Line: line, Key: "export." + b.Path, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ErrorfAt returns an error that points at one key of the driver's config
+// block, given as a dotted path such as "commands.hello.dir".
+func (b *Build) ErrorfAt(key string, format string, args ...any) error {
+	line := 0
+	if b.Config != nil {
+		line = b.Config.Line
+		n := b.Config
+	walk:
+		for _, part := range strings.Split(key, ".") {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == part {
+					line, n = n.Content[i].Line, n.Content[i+1]
+					continue walk
+				}
+			}
+			break
+		}
+	}
+	return &config.Error{File: b.File, Line: line, Key: "export." + b.Path + ".config." + key, Msg: fmt.Sprintf(format, args...)}
 }
 
 // Shared is a per-exporter set of objects keyed by name.

@@ -148,9 +148,9 @@ func (st *serverStream) watchClient(data *io.PipeWriter, cancel context.CancelFu
 		}
 		switch f.Kind {
 		case wire.KindData:
-			if _, err := data.Write(f.Payload); err != nil {
-				return // the driver stopped reading
-			}
+			// Once the driver stops reading, the rest is discarded: the
+			// client may still be sending when the call ends.
+			data.Write(f.Payload)
 		case wire.KindClose:
 			data.Close()
 			if err := wire.ErrorOf(f.Payload); err != nil {
@@ -219,11 +219,17 @@ func dispatch(ctx context.Context, st *serverStream, data *io.PipeReader, h driv
 	case jumpmeshv1.MethodKind_METHOD_KIND_SERVER_STREAM:
 		return h.CallStream(ctx, in, st.send)
 	case jumpmeshv1.MethodKind_METHOD_KIND_BYTE_STREAM:
-		if err := st.write(wire.KindOpen, nil); err != nil {
+		// OPEN goes out when the driver first reads or writes, so that it is
+		// ready (a console has joined its device's output) before the client
+		// sees the stream open; a driver that fails first answers with
+		// nothing but its error.
+		open := sync.OnceValue(func() error { return st.write(wire.KindOpen, nil) })
+		out, err := h.CallBytes(ctx, in, byteStream{data, st, open})
+		data.Close()
+		if err != nil {
 			return err
 		}
-		out, err := h.CallBytes(ctx, in, byteStream{data, st})
-		if err != nil {
+		if err := open(); err != nil {
 			return err
 		}
 		return st.send(out)
@@ -233,11 +239,22 @@ func dispatch(ctx context.Context, st *serverStream, data *io.PipeReader, h driv
 
 // byteStream is a driver's end of a byte stream.
 type byteStream struct {
-	*io.PipeReader
-	st *serverStream
+	data *io.PipeReader
+	st   *serverStream
+	open func() error
+}
+
+func (b byteStream) Read(p []byte) (int, error) {
+	if err := b.open(); err != nil {
+		return 0, err
+	}
+	return b.data.Read(p)
 }
 
 func (b byteStream) Write(p []byte) (int, error) {
+	if err := b.open(); err != nil {
+		return 0, err
+	}
 	n := 0
 	for len(p) > 0 {
 		chunk := p[:min(len(p), wire.DataChunkSize)]

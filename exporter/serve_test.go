@@ -14,6 +14,7 @@ import (
 	"github.com/jumpmesh/jumpmesh/exporter/exportertest"
 	powerv1 "github.com/jumpmesh/jumpmesh/proto/jumpmesh/drivers/power/v1"
 	serialv1 "github.com/jumpmesh/jumpmesh/proto/jumpmesh/drivers/serial/v1"
+	storagev1 "github.com/jumpmesh/jumpmesh/proto/jumpmesh/drivers/storage/v1"
 	jumpmeshv1 "github.com/jumpmesh/jumpmesh/proto/jumpmesh/v1"
 	"github.com/jumpmesh/jumpmesh/proto/wire"
 	"github.com/stretchr/testify/require"
@@ -63,6 +64,22 @@ func (f *fakeDevice) Interfaces() []drivers.Interface {
 					}
 					<-ctx.Done()
 					return ctx.Err()
+				}),
+			},
+		},
+		{
+			Service: storagev1.File_jumpmesh_drivers_storage_v1_storage_proto.Services().ByName("Storage"),
+			Handlers: map[protoreflectName]drivers.Handler{
+				// Write reads a little, then refuses the rest, as a driver
+				// that finds a corrupt image does.
+				"Write": drivers.Bytes(func(ctx context.Context, _ *storagev1.WriteRequest, s drivers.ByteStream) (*storagev1.WriteResponse, error) {
+					if _, err := io.ReadFull(s, make([]byte, 10)); err != nil {
+						return nil, err
+					}
+					return nil, wire.Errorf(wire.DataLoss, "image is corrupt at byte 10")
+				}),
+				"Info": drivers.Unary(func(context.Context, *storagev1.InfoRequest) (*storagev1.InfoResponse, error) {
+					return nil, wire.Errorf(wire.FailedPrecondition, "no disk")
 				}),
 			},
 		},
@@ -135,13 +152,13 @@ func TestReport(t *testing.T) {
 	require.Equal(t, "the board", dut.GetDescription())
 	require.Equal(t, dut.GetUuid(), fake.GetParentUuid())
 	require.Equal(t, "test.fake", fake.GetType())
-	require.Len(t, fake.GetInterfaces(), 2)
+	require.Len(t, fake.GetInterfaces(), 3)
 	power := fake.GetInterfaces()[0]
 	require.Equal(t, powerIface, power.GetName())
 	require.Equal(t, "Switches the device's power.", power.GetDescription())
 	require.Equal(t, "Turn the power on.", power.GetMethods()[0].GetDescription())
 	require.Equal(t, jumpmeshv1.MethodKind_METHOD_KIND_SERVER_STREAM, power.GetMethods()[4].GetKind())
-	require.Equal(t, jumpmeshv1.MethodKind_METHOD_KIND_BYTE_STREAM, fake.GetInterfaces()[1].GetMethods()[0].GetKind())
+	require.Equal(t, jumpmeshv1.MethodKind_METHOD_KIND_BYTE_STREAM, fake.GetInterfaces()[2].GetMethods()[0].GetKind())
 
 	// UUIDs derive from the exporter's name and the path: stable across
 	// restarts, different across exporters.
@@ -178,9 +195,9 @@ func TestUnaryCalls(t *testing.T) {
 			require.ErrorContains(t, err, tt.msg)
 		})
 	}
-	err := d.Call(t.Context(), "jumpmesh.drivers.storage.v1.Storage", "Info", &powerv1.OnRequest{}, &powerv1.OnResponse{})
+	err := d.Call(t.Context(), "jumpmesh.drivers.shell.v1.Shell", "List", &powerv1.OnRequest{}, &powerv1.OnResponse{})
 	require.ErrorIs(t, err, &wire.Error{Code: wire.Unimplemented})
-	require.ErrorContains(t, err, "driver fake (test.fake) does not implement jumpmesh.drivers.storage.v1.Storage")
+	require.ErrorContains(t, err, "driver fake (test.fake) does not implement jumpmesh.drivers.shell.v1.Shell")
 }
 
 func TestCallTimeout(t *testing.T) {
@@ -277,5 +294,21 @@ func TestLogs(t *testing.T) {
 		require.Contains(t, got[0].GetMessage(), "call failed")
 		require.Contains(t, got[0].GetMessage(), "driver=dut.fake")
 		require.Contains(t, got[0].GetMessage(), "the PDU does not answer")
+	})
+}
+
+// TestByteStreamRefusedMidUpload: a driver that stops reading and fails
+// while the client is still sending must not deadlock an unbuffered
+// transport; the client gets the driver's error.
+func TestByteStreamRefusedMidUpload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := driver(t, exportertest.Session(t, config))
+		bs, err := d.OpenBytes(t.Context(), "jumpmesh.drivers.storage.v1.Storage", "Write", &storagev1.WriteRequest{})
+		require.NoError(t, err)
+		_, err = bs.Write(make([]byte, 1<<20))
+		require.NoError(t, err, "the exporter discards what it no longer reads")
+		err = bs.Wait(&storagev1.WriteResponse{})
+		require.ErrorIs(t, err, &wire.Error{Code: wire.DataLoss})
+		require.ErrorContains(t, err, "image is corrupt at byte 10")
 	})
 }

@@ -114,7 +114,7 @@ kill "$P_PID"`, []string{"got: "}},
 if j serial expect --timeout 200ms --send uname Linux >/dev/null 2>err; then echo "answered while off"; exit 1; fi
 cat err`, []string{`timed out after 200ms waiting for "Linux"`}},
 		{"scripts", "j scripts list; j scripts run hello; j scripts run hello name='a b; rm -rf /'",
-			[]string{"fail", "hello", `name=VALUE   (default "world")`, "hello world", "hello a b; rm -rf /"}},
+			[]string{"fail", "hello", `name=VALUE  (default "world")`, "hello world", "hello a b; rm -rf /"}},
 		{"storage info", "j storage info", []string{"size: 1MiB", "last write: none recorded"}},
 	}
 	for _, tt := range tests {
