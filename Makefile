@@ -7,7 +7,7 @@ TOOLS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/jumpmesh/tools
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/jumpmesh/jumpmesh/cmd/jmp/version.Version=$(VERSION)
 
-.PHONY: help build test demo e2e test-k8s bench proto lint dist clean
+.PHONY: help build deps test demo e2e test-k8s bench proto lint dist clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -26,8 +26,19 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-test: lint ## everything CI runs: lint, unit tests with -race, end-to-end tests
-	$(GO) test -race -count=1 ./...
+deps: ## install or build what the tests need, once (Debian packages, a Kubernetes API server)
+	./test/install-netsim-deps.sh
+	./test/k8s/build-apiserver.sh >/dev/null
+
+test: lint deps ## everything CI runs: lint, unit tests with -race, kernel lab, Kubernetes and end-to-end tests
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+e2e: deps ## end-to-end tests: the kernel network lab, and real processes on loopback
+	$(GO) test -race -count=1 ./netsim/kernel/... ./test/e2e/...
+
+test-k8s: ## the Kubernetes store against a real kube-apiserver and etcd
+	./test/k8s/build-apiserver.sh >/dev/null
+	$(GO) test -race -count=1 ./coordinator/kubestore/...
 
 demo: build ## a scripted session on the virtual board
 	./examples/demo.sh
