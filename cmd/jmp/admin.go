@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -364,79 +365,42 @@ func loadPolicy(path string) (*coordinatorv1.AccessPolicy, error) {
 }
 
 func newAdminGetClientsCmd(cf *clientFlags) *cobra.Command {
-	var selector string
-	var out output
-	cmd := &cobra.Command{
-		Use:     "clients [NAME...]",
-		Aliases: []string{"client"},
-		Short:   "List clients",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
-			c, err := cf.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			var list []*coordinatorv1.Client
-			if len(args) == 0 {
-				resp, err := unwrap(c.Admin.ListClients(cmd.Context(), connect.NewRequest(&coordinatorv1.ListClientsRequest{Selector: selector})))
-				if err != nil {
-					return c.Explain(err)
-				}
-				list = resp.GetClients()
-			}
-			for _, name := range args {
-				cl, err := unwrap(c.Admin.GetClient(cmd.Context(), connect.NewRequest(&coordinatorv1.GetClientRequest{Name: name})))
-				if err != nil {
-					return c.Explain(err)
-				}
-				list = append(list, cl)
-			}
-			return clientPrinter.print(cmd.OutOrStdout(), out.format, list, len(args) == 1)
+	return newGetCmdFor(cf, getSpec[*coordinatorv1.Client]{
+		cmd: &cobra.Command{
+			Use:     "clients [NAME...]",
+			Aliases: []string{"client"},
+			Short:   "List clients",
+			Example: "  jmp admin get clients -l team=kernel",
 		},
-	}
-	cmd.Flags().StringVarP(&selector, "selector", "l", "", "only clients matching this label selector")
-	out.register(cmd)
-	return cmd
+		selectorHelp: "only clients matching this label selector",
+		list: func(ctx context.Context, c *coordclient.Client, selector string, _ bool) ([]*coordinatorv1.Client, error) {
+			resp, err := unwrap(c.Admin.ListClients(ctx, connect.NewRequest(&coordinatorv1.ListClientsRequest{Selector: selector})))
+			return resp.GetClients(), err
+		},
+		get: func(ctx context.Context, c *coordclient.Client, name string) (*coordinatorv1.Client, error) {
+			return unwrap(c.Admin.GetClient(ctx, connect.NewRequest(&coordinatorv1.GetClientRequest{Name: name})))
+		},
+		printer: clientPrinter,
+	})
 }
 
 func newAdminGetPoliciesCmd(cf *clientFlags) *cobra.Command {
-	var out output
-	cmd := &cobra.Command{
-		Use:     "policies [NAME...]",
-		Aliases: []string{"policy"},
-		Short:   "List access policies",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
-			c, err := cf.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			var list []*coordinatorv1.AccessPolicy
-			if len(args) == 0 {
-				resp, err := unwrap(c.Admin.ListAccessPolicies(cmd.Context(), connect.NewRequest(&coordinatorv1.ListAccessPoliciesRequest{})))
-				if err != nil {
-					return c.Explain(err)
-				}
-				list = resp.GetPolicies()
-			}
-			for _, name := range args {
-				p, err := unwrap(c.Admin.GetAccessPolicy(cmd.Context(), connect.NewRequest(&coordinatorv1.GetAccessPolicyRequest{Name: name})))
-				if err != nil {
-					return c.Explain(err)
-				}
-				list = append(list, p)
-			}
-			return policyPrinter.print(cmd.OutOrStdout(), out.format, list, len(args) == 1)
+	return newGetCmdFor(cf, getSpec[*coordinatorv1.AccessPolicy]{
+		cmd: &cobra.Command{
+			Use:     "policies [NAME...]",
+			Aliases: []string{"policy"},
+			Short:   "List access policies",
+			Example: "  jmp admin get policies -o yaml",
 		},
-	}
-	out.register(cmd)
-	return cmd
+		list: func(ctx context.Context, c *coordclient.Client, _ string, _ bool) ([]*coordinatorv1.AccessPolicy, error) {
+			resp, err := unwrap(c.Admin.ListAccessPolicies(ctx, connect.NewRequest(&coordinatorv1.ListAccessPoliciesRequest{})))
+			return resp.GetPolicies(), err
+		},
+		get: func(ctx context.Context, c *coordclient.Client, name string) (*coordinatorv1.AccessPolicy, error) {
+			return unwrap(c.Admin.GetAccessPolicy(ctx, connect.NewRequest(&coordinatorv1.GetAccessPolicyRequest{Name: name})))
+		},
+		printer: policyPrinter,
+	})
 }
 
 func newAdminDeleteCmd(cf *clientFlags, what string) *cobra.Command {

@@ -11,6 +11,7 @@ import (
 	"github.com/jumpmesh/jumpmesh/client/coordclient"
 	coordinatorv1 "github.com/jumpmesh/jumpmesh/proto/jumpmesh/coordinator/v1"
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -211,86 +212,99 @@ func newGetCmd() *cobra.Command {
 	return cmd
 }
 
-func newGetExportersCmd(cf *clientFlags) *cobra.Command {
-	var selector string
-	var out output
-	cmd := &cobra.Command{
-		Use:     "exporters [NAME...]",
-		Aliases: []string{"exporter"},
-		Short:   "List exporters with their status, lease and labels",
-		Example: "  jmp get exporters -l board=rpi4\n  jmp get exporter bench-01 -o yaml",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
+// getSpec is one `get` command: how to list a kind (with the selector and
+// --all flags, where the kind has them) and how to get one by name.
+type getSpec[T proto.Message] struct {
+	cmd          *cobra.Command
+	selectorHelp string // "" when the kind has no selector
+	list         func(ctx context.Context, c *coordclient.Client, selector string, all bool) ([]T, error)
+	get          func(ctx context.Context, c *coordclient.Client, name string) (T, error)
+	printer      printer[T]
+	allHelp      string // "" when the kind has no --all
+}
+
+// newGetCmdFor finishes spec.cmd: without names it lists, with names it
+// gets each, and it prints them as -o says.
+func newGetCmdFor[T proto.Message](cf *clientFlags, spec getSpec[T]) *cobra.Command {
+	var (
+		selector string
+		all      bool
+		out      output
+	)
+	cmd := spec.cmd
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := out.check(); err != nil {
+			return err
+		}
+		c, err := cf.dial()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		var list []T
+		if len(args) == 0 {
+			if list, err = spec.list(cmd.Context(), c, selector, all); err != nil {
+				return c.Explain(err)
 			}
-			c, err := cf.dial()
+		}
+		for _, name := range args {
+			item, err := spec.get(cmd.Context(), c, name)
 			if err != nil {
-				return err
+				return c.Explain(err)
 			}
-			defer c.Close()
-			var list []*coordinatorv1.Exporter
-			if len(args) == 0 {
-				resp, err := unwrap(c.Leases.ListExporters(cmd.Context(), connect.NewRequest(&coordinatorv1.ListExportersRequest{Selector: selector})))
-				if err != nil {
-					return c.Explain(err)
-				}
-				list = resp.GetExporters()
-			}
-			for _, name := range args {
-				e, err := unwrap(c.Leases.GetExporter(cmd.Context(), connect.NewRequest(&coordinatorv1.GetExporterRequest{Name: name})))
-				if err != nil {
-					return c.Explain(err)
-				}
-				list = append(list, e)
-			}
-			return exporterPrinter.print(cmd.OutOrStdout(), out.format, list, len(args) == 1)
-		},
+			list = append(list, item)
+		}
+		return spec.printer.print(cmd.OutOrStdout(), out.format, list, len(args) == 1)
 	}
-	cmd.Flags().StringVarP(&selector, "selector", "l", "", "only exporters matching this label selector")
+	if spec.selectorHelp != "" {
+		cmd.Flags().StringVarP(&selector, "selector", "l", "", spec.selectorHelp)
+	}
+	if spec.allHelp != "" {
+		cmd.Flags().BoolVar(&all, "all", false, spec.allHelp)
+	}
 	out.register(cmd)
 	return cmd
 }
 
-func newGetLeasesCmd(cf *clientFlags) *cobra.Command {
-	var selector string
-	var all bool
-	var out output
-	cmd := &cobra.Command{
-		Use:     "leases [NAME...]",
-		Aliases: []string{"lease"},
-		Short:   "List your leases (all leases, for an admin)",
-		Example: "  jmp get leases\n  jmp get leases --all -l ci=nightly -o json",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
-			c, err := cf.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			var list []*coordinatorv1.Lease
-			if len(args) == 0 {
-				resp, err := unwrap(c.Leases.ListLeases(cmd.Context(), connect.NewRequest(&coordinatorv1.ListLeasesRequest{TagSelector: selector, All: all})))
-				if err != nil {
-					return c.Explain(err)
-				}
-				list = resp.GetLeases()
-			}
-			for _, name := range args {
-				l, err := unwrap(c.Leases.GetLease(cmd.Context(), connect.NewRequest(&coordinatorv1.GetLeaseRequest{Name: leaseName(name)})))
-				if err != nil {
-					return c.Explain(err)
-				}
-				list = append(list, l)
-			}
-			return leasePrinter.print(cmd.OutOrStdout(), out.format, list, len(args) == 1)
+func newGetExportersCmd(cf *clientFlags) *cobra.Command {
+	return newGetCmdFor(cf, getSpec[*coordinatorv1.Exporter]{
+		cmd: &cobra.Command{
+			Use:     "exporters [NAME...]",
+			Aliases: []string{"exporter"},
+			Short:   "List exporters with their status, lease and labels",
+			Example: "  jmp get exporters -l board=rpi4\n  jmp get exporter bench-01 -o yaml",
 		},
-	}
-	cmd.Flags().StringVarP(&selector, "selector", "l", "", "only leases whose tags match this selector")
-	cmd.Flags().BoolVar(&all, "all", false, "include ended leases")
-	out.register(cmd)
-	return cmd
+		selectorHelp: "only exporters matching this label selector",
+		list: func(ctx context.Context, c *coordclient.Client, selector string, _ bool) ([]*coordinatorv1.Exporter, error) {
+			resp, err := unwrap(c.Leases.ListExporters(ctx, connect.NewRequest(&coordinatorv1.ListExportersRequest{Selector: selector})))
+			return resp.GetExporters(), err
+		},
+		get: func(ctx context.Context, c *coordclient.Client, name string) (*coordinatorv1.Exporter, error) {
+			return unwrap(c.Leases.GetExporter(ctx, connect.NewRequest(&coordinatorv1.GetExporterRequest{Name: name})))
+		},
+		printer: exporterPrinter,
+	})
+}
+
+func newGetLeasesCmd(cf *clientFlags) *cobra.Command {
+	return newGetCmdFor(cf, getSpec[*coordinatorv1.Lease]{
+		cmd: &cobra.Command{
+			Use:     "leases [NAME...]",
+			Aliases: []string{"lease"},
+			Short:   "List your leases (all leases, for an admin)",
+			Example: "  jmp get leases\n  jmp get leases --all -l ci=nightly -o json",
+		},
+		selectorHelp: "only leases whose tags match this selector",
+		allHelp:      "include ended leases",
+		list: func(ctx context.Context, c *coordclient.Client, selector string, all bool) ([]*coordinatorv1.Lease, error) {
+			resp, err := unwrap(c.Leases.ListLeases(ctx, connect.NewRequest(&coordinatorv1.ListLeasesRequest{TagSelector: selector, All: all})))
+			return resp.GetLeases(), err
+		},
+		get: func(ctx context.Context, c *coordclient.Client, name string) (*coordinatorv1.Lease, error) {
+			return unwrap(c.Leases.GetLease(ctx, connect.NewRequest(&coordinatorv1.GetLeaseRequest{Name: leaseName(name)})))
+		},
+		printer: leasePrinter,
+	})
 }
 
 // leaseName accepts "lease/NAME" as kubectl's -o name writes it.
