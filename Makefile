@@ -7,7 +7,7 @@ TOOLS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/jumpmesh/tools
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/jumpmesh/jumpmesh/cmd/jmp/version.Version=$(VERSION)
 
-.PHONY: help build deps test demo e2e test-k8s bench proto lint dist clean
+.PHONY: help build deps test demo e2e test-k8s bench proto crds lint dist clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -31,14 +31,23 @@ deps: ## install or build what the tests need, once (Debian packages, a Kubernet
 	./test/k8s/build-apiserver.sh >/dev/null
 
 test: lint deps ## everything CI runs: lint, unit tests with -race, kernel lab, Kubernetes and end-to-end tests
-	$(GO) test -race -count=1 -timeout 30m ./...
+	export JUMPMESH_K8S_ASSETS=$$(./test/k8s/build-apiserver.sh) && \
+	$(GO) test -race -count=1 -timeout 30m ./... && \
+	$(E2E_K8S)
 
 e2e: deps ## end-to-end tests: the kernel network lab, and real processes on loopback
 	$(GO) test -race -count=1 ./netsim/kernel/... ./test/e2e/...
 
-test-k8s: ## the Kubernetes store against a real kube-apiserver and etcd
-	./test/k8s/build-apiserver.sh >/dev/null
-	$(GO) test -race -count=1 ./coordinator/kubestore/...
+# The coordinator's end-to-end tests again, on the Kubernetes store.
+E2E_K8S = JUMPMESH_E2E_STORE=kubernetes $(GO) test -race -count=1 -timeout 15m -run '^TestCoordinator' ./test/e2e/
+
+test-k8s: ## the Kubernetes store, and the coordinator end to end on it, against a real kube-apiserver and etcd
+	export JUMPMESH_K8S_ASSETS=$$(./test/k8s/build-apiserver.sh) && \
+	$(GO) test -race -count=1 ./coordinator/kubestore/... && \
+	$(E2E_K8S)
+
+crds: ## regenerate deploy/crds and the deepcopy code from coordinator/kubestore/api
+	$(GO) generate ./coordinator/kubestore/api/...
 
 demo: build ## a scripted session on the virtual board
 	./examples/demo.sh

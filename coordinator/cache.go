@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"fmt"
+	"maps"
 	"sync"
 
 	"github.com/jumpmesh/jumpmesh/coordinator/scheduler"
@@ -108,8 +109,10 @@ func (c *cache) put(obj store.Object) bool {
 		c.mu.Unlock()
 		return false
 	}
+	notify := true
 	switch o := obj.(type) {
 	case *coordinatorv1.Exporter:
+		notify = schedulingChange(c.exporters[name], o)
 		c.exporters[name] = o
 		c.wakeLocked(exporterKey(name))
 	case *coordinatorv1.Client:
@@ -130,8 +133,20 @@ func (c *cache) put(obj store.Object) bool {
 		c.keysDirty = true
 	}
 	c.mu.Unlock()
-	c.onChange(kind)
+	if notify {
+		c.onChange(kind)
+	}
 	return true
+}
+
+// schedulingChange tells whether the scheduler could decide differently
+// after an exporter changed from old to cur. The refresh of a live
+// exporter's last_seen, every heartbeat interval, is no such change: the
+// scheduler reads last_seen only of exporters offline.
+func schedulingChange(old, cur *coordinatorv1.Exporter) bool {
+	return old == nil || old.GetOnline() != cur.GetOnline() || old.GetLease() != cur.GetLease() ||
+		!maps.Equal(old.GetMetadata().GetLabels(), cur.GetMetadata().GetLabels()) ||
+		!cur.GetOnline() && !old.GetLastSeen().AsTime().Equal(cur.GetLastSeen().AsTime())
 }
 
 // remove drops a record deleted at revision rev, unless a newer one

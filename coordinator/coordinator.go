@@ -122,10 +122,14 @@ type Coordinator struct {
 	// pass: the number of leases ahead of it.
 	queue atomic.Pointer[map[string]int32]
 
-	kick   chan struct{} // wakes the scheduler
-	keysCh chan struct{} // signing keys changed
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	kick     chan struct{} // wakes the scheduler
+	keysCh   chan struct{} // signing keys changed
+	presence chan struct{} // an exporter came or went, for sweepStale
+	// streams holds the sessions of the status streams this coordinator
+	// serves.
+	streams sync.Map
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 // New loads the store into memory and starts the scheduler. Close stops it.
@@ -135,13 +139,14 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	}
 	cfg.setDefaults()
 	c := &Coordinator{
-		cfg:    cfg,
-		st:     cfg.Store,
-		log:    cfg.Logger,
-		keys:   token.NewKeyring(cfg.Issuer),
-		m:      cfg.Metrics,
-		kick:   make(chan struct{}, 1),
-		keysCh: make(chan struct{}, 1),
+		cfg:      cfg,
+		st:       cfg.Store,
+		log:      cfg.Logger,
+		keys:     token.NewKeyring(cfg.Issuer),
+		m:        cfg.Metrics,
+		kick:     make(chan struct{}, 1),
+		keysCh:   make(chan struct{}, 1),
+		presence: make(chan struct{}, 1),
 	}
 	c.cache = newCache(c.changed)
 	rev, err := c.load(ctx)
@@ -219,6 +224,9 @@ func (c *Coordinator) changed(kind store.Kind) {
 	case store.SigningKeys:
 		signal(c.keysCh)
 	case store.Admins:
+	case store.Exporters:
+		signal(c.kick)
+		signal(c.presence)
 	default:
 		signal(c.kick)
 	}

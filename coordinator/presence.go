@@ -47,6 +47,8 @@ func (c *Coordinator) HeartbeatInterval() time.Duration { return c.cfg.Heartbeat
 func (c *Coordinator) ServeStatus(ctx context.Context, name string, recv func() error,
 	send func(*coordinatorv1.StatusResponse) error) error {
 	session := randomName() + randomName()
+	c.streams.Store(session, struct{}{})
+	defer c.streams.Delete(session)
 	now := time.Now()
 	if _, err := update(ctx, c, store.Exporters, name, func(e *coordinatorv1.Exporter) error {
 		e.Online, e.SessionId, e.LastSeen = true, session, timestamp(now)
@@ -75,9 +77,11 @@ func (c *Coordinator) ServeStatus(ctx context.Context, name string, recv func() 
 	}()
 	changed, stop := c.cache.subscribe(exporterKey(name))
 	defer stop()
-	window := c.cfg.HeartbeatInterval * time.Duration(c.cfg.MissedHeartbeats)
+	window := c.window()
 	timer := time.NewTimer(window)
 	defer timer.Stop()
+	refresh := time.NewTicker(c.cfg.HeartbeatInterval)
+	defer refresh.Stop()
 
 	var sent *coordinatorv1.LeaseAssignment
 	first := true
@@ -101,6 +105,8 @@ func (c *Coordinator) ServeStatus(ctx context.Context, name string, recv func() 
 				return err
 			}
 			timer.Reset(window)
+		case <-refresh.C:
+			c.refreshOnline(ctx, name, session)
 		case <-changed:
 		case <-timer.C:
 			return connect.NewError(connect.CodeDeadlineExceeded,
@@ -133,47 +139,127 @@ func (c *Coordinator) statusFor(e *coordinatorv1.Exporter, sent *coordinatorv1.L
 	return resp
 }
 
+// window is how long an exporter stays online without news of it.
+func (c *Coordinator) window() time.Duration {
+	return c.cfg.HeartbeatInterval * time.Duration(c.cfg.MissedHeartbeats)
+}
+
+// refreshOnline records in the store that the status stream session still
+// holds the exporter online, so that every coordinator sharing the store
+// sees it live (see sweepStale). It takes the exporter back if another
+// coordinator took it offline meanwhile (its refreshes were late), but
+// leaves it to a newer stream of the same exporter.
+func (c *Coordinator) refreshOnline(ctx context.Context, name, session string) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.HeartbeatInterval)
+	defer cancel()
+	var back bool
+	_, err := update(ctx, c, store.Exporters, name, func(e *coordinatorv1.Exporter) error {
+		back = false
+		if s := e.GetSessionId(); s != session && s != "" {
+			return errNoChange
+		}
+		back = !e.GetOnline()
+		e.Online, e.SessionId, e.LastSeen = true, session, timestamp(time.Now())
+		return nil
+	})
+	switch {
+	case err != nil && ctx.Err() == nil && !errors.Is(err, store.ErrNotFound):
+		c.log.Warn("record exporter online", "exporter", name, "err", err)
+	case err == nil && back:
+		c.log.Info("exporter online again", "exporter", name)
+	}
+}
+
 // markOffline takes an exporter offline if the status stream session
 // still holds it online: a newer stream of the same exporter wins.
 func (c *Coordinator) markOffline(ctx context.Context, name, session string) {
+	if c.takeOffline(ctx, name, func(e *coordinatorv1.Exporter) bool { return e.GetSessionId() == session }) {
+		c.log.Info("exporter offline", "exporter", name)
+	}
+}
+
+// takeOffline takes an exporter offline if it is online and still(e) is
+// true of the store's copy, and tells whether it did.
+func (c *Coordinator) takeOffline(ctx context.Context, name string, still func(*coordinatorv1.Exporter) bool) bool {
 	took := false
 	_, err := update(ctx, c, store.Exporters, name, func(e *coordinatorv1.Exporter) error {
-		if took = e.GetSessionId() == session; !took {
+		if took = e.GetOnline() && still(e); !took {
 			return errNoChange
 		}
 		e.Online, e.SessionId, e.LastSeen = false, "", timestamp(time.Now())
 		return nil
 	})
-	switch {
-	case err != nil && !errors.Is(err, store.ErrNotFound):
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		c.log.Warn("mark exporter offline", "exporter", name, "err", err)
-	case err == nil && took:
-		c.log.Info("exporter offline", "exporter", name)
+		return false
+	}
+	return err == nil && took
+}
+
+// sweepStale takes offline, until ctx ends, the exporters no coordinator
+// has vouched for within the heartbeat window. The coordinator holding an
+// exporter's status stream refreshes its last_seen every heartbeat
+// interval (refreshOnline), so last_seen stays within one interval and the
+// store's latency of now for as long as the stream lives, on whichever
+// coordinator sharing the store holds it; an exporter whose coordinator
+// died, or that a previous run of this one left online, falls behind and
+// is swept. Nothing is judged older than this coordinator's start: an
+// exporter gets a whole window to reconnect after a coordinator was down.
+// Exporters whose stream this coordinator holds are left to the stream's
+// own heartbeat timer, however slow the store is to take refreshes.
+func (c *Coordinator) sweepStale(ctx context.Context) {
+	started := time.Now()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-timer.C:
+		case <-c.presence:
+		case <-ctx.Done():
+			return
+		}
+		timer.Stop()
+		if next := c.sweepOnce(ctx, started); !next.IsZero() {
+			timer.Reset(time.Until(next))
+		}
 	}
 }
 
-// sweepStale takes offline the exporters a previous coordinator left
-// online, unless they reconnect within a heartbeat window.
-func (c *Coordinator) sweepStale(ctx context.Context) {
-	stale := map[string]string{}
+// sweepOnce takes offline the exporters stale now and returns when the
+// next one would turn stale; zero if none is online.
+func (c *Coordinator) sweepOnce(ctx context.Context, started time.Time) (next time.Time) {
+	now := time.Now()
+	type seen struct {
+		session string
+		at      time.Time
+	}
+	stale := map[string]seen{}
 	c.cache.mu.RLock()
 	for name, e := range c.cache.exporters {
-		if e.GetOnline() {
-			stale[name] = e.GetSessionId()
+		if _, held := c.streams.Load(e.GetSessionId()); !e.GetOnline() || held {
+			continue
 		}
+		at := e.GetLastSeen().AsTime()
+		from := at
+		if from.Before(started) {
+			from = started
+		}
+		if deadline := from.Add(c.window()); now.Before(deadline) {
+			if next.IsZero() || deadline.Before(next) {
+				next = deadline
+			}
+			continue
+		}
+		stale[name] = seen{session: e.GetSessionId(), at: at}
 	}
 	c.cache.mu.RUnlock()
-	if len(stale) == 0 {
-		return
+	for name, s := range stale {
+		// Only if no refresh came since: the store's copy decides.
+		if c.takeOffline(ctx, name, func(e *coordinatorv1.Exporter) bool {
+			return e.GetSessionId() == s.session && e.GetLastSeen().AsTime().Equal(s.at)
+		}) {
+			c.log.Info("exporter offline: no coordinator heard from it", "exporter", name, "window", c.window())
+		}
 	}
-	timer := time.NewTimer(c.cfg.HeartbeatInterval * time.Duration(c.cfg.MissedHeartbeats))
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-	case <-ctx.Done():
-		return
-	}
-	for name, session := range stale {
-		c.markOffline(ctx, name, session)
-	}
+	return next
 }

@@ -14,14 +14,24 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/client/coordclient"
 	"github.com/jumpmesh/jumpmesh/coordinator/certs"
+	"github.com/jumpmesh/jumpmesh/coordinator/store"
 	"github.com/jumpmesh/jumpmesh/coordinator/store/boltstore"
 	coordinatorv1 "github.com/jumpmesh/jumpmesh/proto/jumpmesh/coordinator/v1"
 )
 
 // RunOptions configure a coordinator process.
 type RunOptions struct {
-	// DataDir holds the store, the TLS certificate it made, and admin.yaml.
+	// DataDir holds the embedded store, the TLS certificate Run made, and
+	// admin.yaml.
 	DataDir string
+	// Store keeps the records; nil opens the embedded store in DataDir.
+	// Run does not close it. If it implements AdminConfigKeeper, the first
+	// admin's client config goes there instead of DataDir/admin.yaml.
+	Store store.Store
+	// OnStart, if set, runs in a goroutine of its own once the coordinator
+	// is up, until the context it gets ends as Run returns; Run waits for
+	// it. For work beside serving, such as kubestore's RunCredentials.
+	OnStart func(ctx context.Context, c *Coordinator, ep *coordinatorv1.Endpoint)
 	// Listen is the address to serve on.
 	Listen string
 	// Advertise is the URL clients use (https://host:port); by default the
@@ -40,7 +50,14 @@ type RunOptions struct {
 // stops; streams are cancelled at once.
 const shutdownGrace = 5 * time.Second
 
-// Run runs a coordinator with the embedded store until ctx ends.
+// AdminConfigKeeper is a store that keeps the first admin's client config
+// itself, where admins can fetch it (kubestore: in a Secret).
+type AdminConfigKeeper interface {
+	// SaveAdminConfig stores config and says where, for the log.
+	SaveAdminConfig(ctx context.Context, config []byte) (where string, err error)
+}
+
+// Run runs a coordinator until ctx ends.
 func Run(ctx context.Context, o RunOptions) error {
 	log := o.Logger
 	if log == nil {
@@ -49,11 +66,15 @@ func Run(ctx context.Context, o RunOptions) error {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	st, err := boltstore.Open(filepath.Join(o.DataDir, "store.db"))
-	if err != nil {
-		return err
+	st := o.Store
+	if st == nil {
+		bolt, err := boltstore.Open(filepath.Join(o.DataDir, "store.db"))
+		if err != nil {
+			return err
+		}
+		defer bolt.Close()
+		st = bolt
 	}
-	defer st.Close()
 
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
@@ -73,8 +94,20 @@ func Run(ctx context.Context, o RunOptions) error {
 		return err
 	}
 	defer c.Close()
-	if err := writeAdminConfig(ctx, c, o.DataDir, endpoint, log); err != nil {
+	if err := saveAdminConfig(ctx, c, st, o.DataDir, endpoint, log); err != nil {
 		return err
+	}
+	if o.OnStart != nil {
+		startCtx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			o.OnStart(startCtx, c, endpoint)
+		}()
+		defer func() {
+			stop()
+			<-done
+		}()
 	}
 
 	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
@@ -140,9 +173,10 @@ func advertise(given string, addr net.Addr) string {
 	return "https://" + net.JoinHostPort(host, port)
 }
 
-// writeAdminConfig writes DataDir/admin.yaml when this start made the
-// first admin.
-func writeAdminConfig(ctx context.Context, c *Coordinator, dir string, ep *coordinatorv1.Endpoint, log *slog.Logger) error {
+// saveAdminConfig saves the admin's client config, to the store if it
+// keeps it or else to DataDir/admin.yaml, when this start made the first
+// admin.
+func saveAdminConfig(ctx context.Context, c *Coordinator, st store.Store, dir string, ep *coordinatorv1.Endpoint, log *slog.Logger) error {
 	tok, created, err := c.BootstrapAdmin(ctx)
 	if err != nil || !created {
 		return err
@@ -154,6 +188,18 @@ func writeAdminConfig(ctx context.Context, c *Coordinator, dir string, ep *coord
 		Endpoint:   ep.GetUrl(),
 		TLS:        coordclient.TLSConfig{CAFingerprint: ep.GetCaFingerprint()},
 		Token:      tok,
+	}
+	if keeper, ok := st.(AdminConfigKeeper); ok {
+		data, err := cfg.Marshal()
+		if err != nil {
+			return fmt.Errorf("write admin config: %w", err)
+		}
+		where, err := keeper.SaveAdminConfig(ctx, data)
+		if err != nil {
+			return fmt.Errorf("write admin config: %w", err)
+		}
+		log.Info("saved the admin client config; use it with JMP_CLIENT_CONFIG or `jmp config client import`", "where", where)
+		return nil
 	}
 	path := filepath.Join(dir, "admin.yaml")
 	if err := cfg.Save(path); err != nil {

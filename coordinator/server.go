@@ -1,8 +1,11 @@
 package coordinator
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"runtime/debug"
 
 	"connectrpc.com/connect"
 	"github.com/jumpmesh/jumpmesh/coordinator/store"
@@ -24,6 +27,7 @@ const (
 func (c *Coordinator) Handler() http.Handler {
 	mux := http.NewServeMux()
 	opts := connect.WithHandlerOptions(
+		connect.WithRecover(c.recovered),
 		connect.WithInterceptors(metricsInterceptor{c.m}, authInterceptor{c}),
 		// Most messages are a few hundred bytes: compressing them costs
 		// more CPU than it saves on the wire.
@@ -36,6 +40,13 @@ func (c *Coordinator) Handler() http.Handler {
 	mux.HandleFunc("GET "+JWKSPath, c.serveJWKS)
 	mux.Handle("GET "+MetricsPath, c.m.Handler())
 	return mux
+}
+
+// recovered logs a call's panic, which net/http would log only at debug
+// level (with its TLS handshake noise), and answers it.
+func (c *Coordinator) recovered(_ context.Context, spec connect.Spec, _ http.Header, p any) error {
+	c.log.Error("panic serving a call; please report it", "procedure", spec.Procedure, "panic", p, "stack", string(debug.Stack()))
+	return connect.NewError(connect.CodeInternal, fmt.Errorf("the coordinator failed serving %s; its log has the details", spec.Procedure))
 }
 
 // serveHealth answers 200 when the store answers reads.

@@ -1,15 +1,19 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/jumpmesh/jumpmesh/coordinator/store"
 	"github.com/jumpmesh/jumpmesh/coordinator/token"
 	coordinatorv1 "github.com/jumpmesh/jumpmesh/proto/jumpmesh/coordinator/v1"
 	"github.com/jumpmesh/jumpmesh/proto/jumpmesh/coordinator/v1/coordinatorv1connect"
@@ -82,4 +86,54 @@ func TestSideEndpoints(t *testing.T) {
 	for _, m := range []string{"jumpmesh_coordinator_leases", "jumpmesh_coordinator_exporters", "jumpmesh_coordinator_lease_wait_seconds", "go_goroutines"} {
 		require.True(t, strings.Contains(metrics, m), "metrics lack %s", m)
 	}
+}
+
+// panickingStore panics on every update, as a bug in a store would.
+type panickingStore struct{ store.Store }
+
+func (panickingStore) Update(context.Context, store.Object) error { panic("store bug") }
+
+// TestPanicIsLoggedAndAnswered: a call that panics gets an internal error
+// naming it, and the log says what happened, at error level.
+func TestPanicIsLoggedAndAnswered(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	logs := &lockedBuffer{}
+	cfg := testConfig
+	cfg.Store, cfg.Logger = panickingStore{st}, slog.New(slog.NewTextHandler(logs, nil))
+	c, err := New(context.Background(), cfg)
+	require.NoError(t, err)
+	defer c.Close()
+	h := &harness{t: t, st: st, c: c}
+	_, tok, err := c.CreateExporter(context.Background(), "e1", nil)
+	require.NoError(t, err)
+	srv, hc := serve(t, h)
+
+	cl := coordinatorv1connect.NewExporterServiceClient(hc, srv.URL)
+	req := connect.NewRequest(&coordinatorv1.RegisterRequest{})
+	req.Header().Set("Authorization", "Bearer "+tok)
+	_, err = cl.Register(context.Background(), req)
+	require.Equal(t, connect.CodeInternal, connect.CodeOf(err), "%v", err)
+	require.ErrorContains(t, err, "failed serving /jumpmesh.coordinator.v1.ExporterService/Register")
+	require.Contains(t, logs.String(), "level=ERROR")
+	require.Contains(t, logs.String(), "store bug")
+}
+
+// lockedBuffer is a log the coordinator's goroutines write while the test
+// reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -62,6 +62,24 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// TestUpdateTime: updates that change a time, or leave it as it was,
+// are written and read back, as the coordinator refreshes an exporter's
+// last_seen.
+func TestUpdateTime(t *testing.T) {
+	needPlane(t)
+	s := openStore(t, newNamespace(t))
+	at := func(ns int64) *timestamppb.Timestamp { return timestamppb.New(time.Unix(1_800_000_000, ns)) }
+	e := &coordinatorv1.Exporter{Metadata: &coordinatorv1.ObjectMeta{Name: "e1"}, LastSeen: at(1), Online: true}
+	require.NoError(t, s.Create(t.Context(), e))
+	for _, ns := range []int64{2, 2, 3} {
+		e.LastSeen = at(ns)
+		require.NoError(t, s.Update(t.Context(), e))
+		got, err := s.Get(t.Context(), store.Exporters, "e1")
+		require.NoError(t, err)
+		require.True(t, proto.Equal(e.LastSeen, got.(*coordinatorv1.Exporter).LastSeen), "want %v\ngot  %v", e, got)
+	}
+}
+
 // TestEveryLeaseEnumIsValid: each state and reason the coordinator may
 // write passes the CRD's validation, so the CRD enums keep up with the
 // proto.

@@ -1,6 +1,7 @@
 package kubestore
 
 import (
+	"errors"
 	"fmt"
 
 	"k8s.io/client-go/rest"
@@ -16,6 +17,9 @@ func LoadConfig(namespace string) (*rest.Config, string, error) {
 	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(clientcmd.NewDefaultClientConfigLoadingRules(),
 		&clientcmd.ConfigOverrides{Context: clientcmdapi.Context{Namespace: namespace}})
 	cfg, err := loader.ClientConfig()
+	if clientcmd.IsEmptyConfig(err) {
+		return nil, "", errors.New("find the Kubernetes API server: no kubeconfig and not in a pod; set KUBECONFIG")
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("find the Kubernetes API server (set KUBECONFIG, or run in a pod): %w", err)
 	}

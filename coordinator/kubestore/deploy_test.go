@@ -21,6 +21,9 @@ import (
 // deployNamespace is where deploy/ puts jumpmesh.
 const deployNamespace = "jumpmesh"
 
+// The store keeps the admin's config itself when coordinator.Run uses it.
+var _ coordinator.AdminConfigKeeper = (*Store)(nil)
+
 // TestDeploy applies deploy/ to the API server and runs a coordinator with
 // only the rights its Role grants (impersonating its service account):
 // the Role must cover everything the store does, and nothing more is
@@ -40,10 +43,15 @@ func TestDeploy(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Close()
 
-	// Every kind, every write: bootstrap admin, identities, a policy, a
-	// lease through its life.
-	_, _, err = c.BootstrapAdmin(ctx)
+	// Every kind, every write: bootstrap admin and its Secret, identities,
+	// a policy, a lease through its life.
+	adminTok, _, err := c.BootstrapAdmin(ctx)
 	require.NoError(t, err)
+	_, err = st.SaveAdminConfig(ctx, []byte("token: "+adminTok+"\n"))
+	require.NoError(t, err)
+	adminSecret, err := coreClient(t).CoreV1().Secrets(deployNamespace).Get(ctx, AdminSecret, metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Contains(t, string(adminSecret.Data[AdminConfigKey]), adminTok)
 	_, _, err = c.CreateExporter(ctx, "board1", map[string]string{"board": "rpi4"})
 	require.NoError(t, err)
 	_, _, err = c.CreateClient(ctx, "dev1", nil)

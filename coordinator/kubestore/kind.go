@@ -4,15 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jumpmesh/jumpmesh/coordinator/kubestore/api/v1alpha1"
 	"github.com/jumpmesh/jumpmesh/coordinator/store"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/conversion"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
@@ -161,10 +164,10 @@ func (k *kind[T, L]) update(ctx context.Context, rec store.Object) (uint64, erro
 	}
 	want := base.DeepCopyObject().(T)
 	k.encode(rec, want)
-	specChanged := !equality.Semantic.DeepEqual(base.GetLabels(), want.GetLabels()) ||
-		!equality.Semantic.DeepEqual(base.GetAnnotations(), want.GetAnnotations()) ||
-		!equality.Semantic.DeepEqual(k.codec.spec(base), k.codec.spec(want))
-	statusChanged := k.status != nil && !equality.Semantic.DeepEqual(k.codec.status(base), k.codec.status(want))
+	specChanged := !semantic.DeepEqual(base.GetLabels(), want.GetLabels()) ||
+		!semantic.DeepEqual(base.GetAnnotations(), want.GetAnnotations()) ||
+		!semantic.DeepEqual(k.codec.spec(base), k.codec.spec(want))
+	statusChanged := k.status != nil && !semantic.DeepEqual(k.codec.status(base), k.codec.status(want))
 	// base is shared with the mirror; only want is ours to change.
 	out := want
 	// A write that changes nothing still goes to the server, which checks
@@ -292,3 +295,13 @@ func apiError(err error) error {
 }
 
 func isZero(v any) bool { return v == nil || reflect.ValueOf(v).IsZero() }
+
+// semantic is apimachinery's semantic equality, also for v1alpha1.Time:
+// the generic comparison refuses the unexported fields of its time.Time.
+var semantic = func() conversion.Equalities {
+	e := conversion.Equalities{Equalities: maps.Clone(equality.Semantic.Equalities)}
+	if err := e.AddFunc(func(a, b v1alpha1.Time) bool { return a.Equal(b.Time) }); err != nil {
+		panic(err)
+	}
+	return e
+}()

@@ -230,8 +230,8 @@ func (s *Store) Close() error {
 		h := s.hub
 		h.mu.Lock()
 		h.closed = true
-		for w := range h.watchers {
-			w.stop()
+		for f := range h.watchers {
+			f.Stop()
 		}
 		h.broadcastLocked()
 		h.mu.Unlock()

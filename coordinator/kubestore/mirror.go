@@ -25,7 +25,7 @@ type hub struct {
 	history  []store.Event // oldest first
 	dropped  uint64        // highest revision dropped from history
 	floor    uint64        // every mirror started from this revision
-	watchers map[*watcher]struct{}
+	watchers map[*store.Feed]struct{}
 	closed   bool
 	// changed is closed and replaced on every change, waking whoever
 	// waits for the mirrors to catch up.
@@ -34,7 +34,7 @@ type hub struct {
 }
 
 func newHub(floor uint64, log *slog.Logger) *hub {
-	return &hub{mirrors: map[store.Kind]*mirror{}, floor: floor, watchers: map[*watcher]struct{}{},
+	return &hub{mirrors: map[store.Kind]*mirror{}, floor: floor, watchers: map[*store.Feed]struct{}{},
 		changed: make(chan struct{}), log: log}
 }
 
@@ -85,8 +85,8 @@ func (h *hub) publishLocked(ev store.Event) {
 		}
 		h.history = append(h.history[:0], h.history[over:]...)
 	}
-	for w := range h.watchers {
-		w.push(ev)
+	for f := range h.watchers {
+		f.Push(ev)
 	}
 }
 

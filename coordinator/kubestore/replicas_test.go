@@ -37,9 +37,15 @@ type replica struct {
 
 func startReplica(t testing.TB, ns string) *replica {
 	t.Helper()
+	return startReplicaWith(t, ns, coordinator.Config{PreemptionNotice: -1})
+}
+
+func startReplicaWith(t testing.TB, ns string, cfg coordinator.Config) *replica {
+	t.Helper()
 	st, err := New(t.Context(), Options{Namespace: ns, RESTConfig: plane.RESTConfig(), Logger: quietLogger()})
 	require.NoError(t, err)
-	c, err := coordinator.New(t.Context(), coordinator.Config{Store: st, Logger: quietLogger(), PreemptionNotice: -1})
+	cfg.Store, cfg.Logger = st, quietLogger()
+	c, err := coordinator.New(t.Context(), cfg)
 	if err != nil {
 		st.Close()
 		require.NoError(t, err)
@@ -318,4 +324,39 @@ func TestWatchWakesPendingLease(t *testing.T) {
 	start := time.Now()
 	require.NoError(t, waitReady(t.Context(), b.c, clientID(1), second.GetMetadata().GetName()))
 	t.Logf("replica b served the pending lease %v after replica a freed the exporter", time.Since(start))
+}
+
+// TestReplicaKeepsOthersExporterOnline: an exporter online on replica a
+// stays online while replica b, started after it came online and never
+// hearing from it, runs for many heartbeat windows: the store never
+// records it offline.
+func TestReplicaKeepsOthersExporterOnline(t *testing.T) {
+	needPlane(t)
+	const refreshes = 10 // over three windows of three heartbeats
+	ns := newNamespace(t)
+	cfg := coordinator.Config{HeartbeatInterval: 200 * time.Millisecond, PreemptionNotice: -1}
+	a := startReplicaWith(t, ns, cfg)
+	lab(t, []*replica{a}, 1, 0)
+	rec := record(t, ns)
+	b := startReplicaWith(t, ns, cfg)
+
+	puts := func() []*coordinatorv1.Exporter {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		var out []*coordinatorv1.Exporter
+		for _, ev := range rec.events {
+			if e, ok := ev.Object.(*coordinatorv1.Exporter); ok && ev.Type == store.Put {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	require.Eventually(t, func() bool { return len(puts()) >= refreshes }, settle, 10*time.Millisecond,
+		"replica a should record e0 live every heartbeat interval")
+	for _, e := range puts() {
+		require.True(t, e.GetOnline(), "e0 recorded offline at version %d", e.GetMetadata().GetResourceVersion())
+	}
+	e, err := b.c.GetExporter("e0")
+	require.NoError(t, err)
+	require.True(t, e.GetOnline())
 }

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"slices"
-	"sync"
 
 	"github.com/jumpmesh/jumpmesh/coordinator/store"
 )
@@ -20,82 +19,31 @@ func (s *Store) Watch(ctx context.Context, since uint64) (<-chan store.Event, er
 	if h.closed {
 		return nil, store.ErrClosed
 	}
-	w := &watcher{signal: make(chan struct{}, 1), out: make(chan store.Event), quit: make(chan struct{})}
+	var first []store.Event
 	switch {
 	case since == 0:
 		for _, m := range h.mirrors {
 			for _, e := range m.objs {
-				w.queue = append(w.queue, store.Event{Type: store.Put, Kind: m.kind, Object: e.rec, Revision: e.version})
+				first = append(first, store.Event{Type: store.Put, Kind: m.kind, Object: e.rec, Revision: e.version})
 			}
 		}
-		slices.SortFunc(w.queue, func(a, b store.Event) int { return cmp.Compare(a.Revision, b.Revision) })
+		slices.SortFunc(first, func(a, b store.Event) int { return cmp.Compare(a.Revision, b.Revision) })
 	case since < h.floor || since < h.dropped:
 		return nil, store.ErrCompacted
 	default:
 		for _, ev := range h.history {
 			if ev.Revision > since {
-				w.queue = append(w.queue, ev)
+				first = append(first, ev)
 			}
 		}
 	}
-	h.watchers[w] = struct{}{}
+	f := store.NewFeed(first)
+	h.watchers[f] = struct{}{}
 	s.wg.Go(func() {
-		w.run(ctx)
+		f.Run(ctx)
 		h.mu.Lock()
-		delete(h.watchers, w)
+		delete(h.watchers, f)
 		h.mu.Unlock()
 	})
-	return w.out, nil
-}
-
-// watcher queues events without bound, so a slow reader never holds up
-// the reflectors, and feeds them to its channel in order.
-type watcher struct {
-	mu     sync.Mutex
-	queue  []store.Event
-	signal chan struct{}
-	out    chan store.Event
-	quit   chan struct{}
-	once   sync.Once
-}
-
-func (w *watcher) push(ev store.Event) {
-	w.mu.Lock()
-	w.queue = append(w.queue, ev)
-	w.mu.Unlock()
-	select {
-	case w.signal <- struct{}{}:
-	default:
-	}
-}
-
-func (w *watcher) stop() { w.once.Do(func() { close(w.quit) }) }
-
-func (w *watcher) run(ctx context.Context) {
-	defer close(w.out)
-	for {
-		w.mu.Lock()
-		batch := w.queue
-		w.queue = nil
-		w.mu.Unlock()
-		for _, ev := range batch {
-			select {
-			case w.out <- ev:
-			case <-ctx.Done():
-				return
-			case <-w.quit:
-				return
-			}
-		}
-		if len(batch) > 0 {
-			continue
-		}
-		select {
-		case <-w.signal:
-		case <-ctx.Done():
-			return
-		case <-w.quit:
-			return
-		}
-	}
+	return f.Events(), nil
 }

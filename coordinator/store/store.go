@@ -1,8 +1,9 @@
 // Package store defines the records the coordinator keeps and the contract
 // a backing store meets: typed reads, writes that compare the version they
-// read and swap, and a watch of every change in commit order.
+// read and swap, and a watch of every change, in commit order per kind.
 // Implementations live in subpackages (boltstore: one file, embedded) and
-// prove themselves with storetest.
+// elsewhere (kubestore: Kubernetes custom resources), share Feed for their
+// watches, and prove themselves with storetest.
 package store
 
 import (
@@ -120,9 +121,15 @@ type Store interface {
 	Update(ctx context.Context, obj Object) error
 	// Delete removes a record if its version is still version (0: any).
 	Delete(ctx context.Context, kind Kind, name string, version uint64) error
-	// Watch sends every change after revision since, in commit order, until
-	// ctx ends; then it closes the channel. ErrCompacted if changes after
-	// since are no longer kept: List again.
+	// Watch sends every change after revision since until ctx ends; then it
+	// closes the channel. ErrCompacted if changes after since are no longer
+	// kept: List again.
+	//
+	// Changes of one kind come in commit order. Changes of different kinds
+	// may interleave out of revision order (kubestore watches each kind
+	// apart); every event carries its revision, so a consumer that needs a
+	// total order can sort. The coordinator needs none: it orders each
+	// record by its own version.
 	Watch(ctx context.Context, since uint64) (<-chan Event, error)
 	Close() error
 }

@@ -1,14 +1,20 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +23,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
 )
 
 // Coordinator timings for these tests: short, so exporters are found
@@ -33,6 +40,7 @@ type proc struct {
 	t    *testing.T
 	name string
 	args []string
+	env  []string // added to the test's environment
 	dir  string
 	log  string
 	cmd  *exec.Cmd
@@ -41,7 +49,12 @@ type proc struct {
 
 func startProc(t *testing.T, name, dir string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, args: args, dir: dir, log: filepath.Join(dir, name+".log")}
+	return startProcEnv(t, name, dir, nil, args...)
+}
+
+func startProcEnv(t *testing.T, name, dir string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, args: args, env: env, dir: dir, log: filepath.Join(dir, name+".log")}
 	p.start()
 	t.Cleanup(func() {
 		p.kill()
@@ -59,6 +72,9 @@ func (p *proc) start() {
 	defer f.Close()
 	p.cmd = exec.Command(jmp, p.args...)
 	p.cmd.Dir = p.dir
+	if p.env != nil {
+		p.cmd.Env = append(os.Environ(), p.env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	require.NoError(p.t, p.cmd.Start())
 	p.done = make(chan struct{})
@@ -98,6 +114,9 @@ type lab struct {
 	coord  *proc
 	admin  []string // env for admin commands
 	boards string   // a folder with board.yaml
+	// namespace holds the records with the Kubernetes store; empty with
+	// the embedded one.
+	namespace string
 }
 
 func newLab(t *testing.T, extra ...string) *lab {
@@ -109,10 +128,87 @@ func newLab(t *testing.T, extra ...string) *lab {
 	require.NoError(t, ln.Close())
 	l := &lab{t: t, dir: dir, addr: addr, boards: board(t)}
 	args := append([]string{"coordinator", "--data-dir", filepath.Join(dir, "data"), "--listen", addr}, coordTimings...)
-	l.coord = startProc(t, "coordinator", dir, append(args, extra...)...)
-	l.admin = []string{"JMP_CLIENT_CONFIG=" + filepath.Join(dir, "data", "admin.yaml"), "XDG_CONFIG_HOME=" + filepath.Join(dir, "xdg")}
+	var env []string
+	if os.Getenv(storeEnv) == "kubernetes" {
+		if noKube != nil {
+			t.Skipf("the Kubernetes store needs a control plane: %v", noKube)
+		}
+		l.namespace = kubeNamespace(t)
+		args = append(args, "--store", "kubernetes", "--namespace", l.namespace)
+		env = []string{"KUBECONFIG=" + kube.Kubeconfig}
+		t.Cleanup(func() {
+			// What the coordinator recovered, across restarts too, came
+			// from the API server.
+			_, err := os.Stat(filepath.Join(dir, "data", "store.db"))
+			require.ErrorIs(t, err, os.ErrNotExist, "the coordinator made an embedded store")
+		})
+	}
+	l.coord = startProcEnv(t, "coordinator", dir, env, append(args, extra...)...)
+	l.admin = []string{"JMP_CLIENT_CONFIG=" + l.adminConfig(), "XDG_CONFIG_HOME=" + filepath.Join(dir, "xdg")}
 	l.waitHealthy()
 	return l
+}
+
+// adminConfig is where the lab's admin client config is: the coordinator
+// writes it there with the embedded store; with the Kubernetes store the
+// lab copies it there from the Secret, as an admin would.
+func (l *lab) adminConfig() string { return filepath.Join(l.dir, "data", "admin.yaml") }
+
+// kubeNamespace makes a namespace for one test's coordinator, named after
+// the test, so tests start empty; kubectl shows what a failed one left.
+func kubeNamespace(t *testing.T) string {
+	t.Helper()
+	name := strings.Trim(nonName.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
+	name = fmt.Sprintf("%.50s-%d", name, time.Now().UnixNano()%100000)
+	out, err := kube.Kubectl(t.Context(), "create", "namespace", name)
+	require.NoError(t, err, "%s", out)
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, err := kube.Kubectl(context.Background(), "get", "-n", name, "-o", "wide",
+				"exporters.jumpmesh.dev,clients.jumpmesh.dev,leases.jumpmesh.dev,accesspolicies.jumpmesh.dev,secrets")
+			t.Logf("--- kubectl get -n %s (err %v) ---\n%s", name, err, out)
+		}
+	})
+	return name
+}
+
+// nonName matches what may not be in a namespace name.
+var nonName = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// fetchAdminConfig copies the admin config from its Secret to
+// adminConfig, once the coordinator has written it.
+func (l *lab) fetchAdminConfig() bool {
+	out, err := kube.Kubectl(l.t.Context(), "get", "secret", "-n", l.namespace, "jumpmesh-admin", "-o", `jsonpath={.data.admin\.yaml}`)
+	if err != nil || len(out) == 0 {
+		return false
+	}
+	data, err := base64.StdEncoding.DecodeString(string(out))
+	require.NoError(l.t, err)
+	require.NoError(l.t, os.MkdirAll(filepath.Dir(l.adminConfig()), 0o700))
+	require.NoError(l.t, os.WriteFile(l.adminConfig(), data, 0o600))
+	return true
+}
+
+// kubectl runs kubectl in the lab's namespace and requires success.
+func (l *lab) kubectl(args ...string) string {
+	l.t.Helper()
+	out, err := kube.Kubectl(l.t.Context(), append([]string{"-n", l.namespace}, args...)...)
+	require.NoError(l.t, err)
+	return string(out)
+}
+
+// secretData waits for a Secret in the lab's namespace and returns its
+// data.
+func (l *lab) secretData(name string) map[string][]byte {
+	l.t.Helper()
+	var secret struct {
+		Data map[string][]byte `json:"data"`
+	}
+	l.waitFor("secret "+name, func() bool {
+		out, err := kube.Kubectl(l.t.Context(), "-n", l.namespace, "get", "secret", name, "-o", "json")
+		return err == nil && json.Unmarshal(out, &secret) == nil
+	})
+	return secret.Data
 }
 
 // waitHealthy waits for the coordinator to answer its health check and
@@ -130,8 +226,13 @@ func (l *lab) waitHealthy() {
 			return false
 		}
 		resp.Body.Close()
-		_, err = os.Stat(filepath.Join(l.dir, "data", "admin.yaml"))
-		return resp.StatusCode == http.StatusOK && err == nil
+		if resp.StatusCode != http.StatusOK {
+			return false
+		}
+		if _, err := os.Stat(l.adminConfig()); err == nil {
+			return true
+		}
+		return l.namespace != "" && l.fetchAdminConfig()
 	})
 }
 
@@ -513,3 +614,96 @@ func TestCoordinatorConcurrentClients(t *testing.T) {
 		}
 	}
 }
+
+// TestCoordinatorKubectlIdentities: on Kubernetes, a lab admin makes a
+// Client and an Exporter with kubectl; the coordinator puts each one's
+// credentials in a Secret, which is all the exporter and the client need.
+func TestCoordinatorKubectlIdentities(t *testing.T) {
+	if os.Getenv(storeEnv) != "kubernetes" {
+		t.Skipf("identities are made with kubectl only on the Kubernetes store; run with %s=kubernetes", storeEnv)
+	}
+	l := newLab(t)
+	manifest := filepath.Join(l.dir, "identities.yaml")
+	require.NoError(t, os.WriteFile(manifest, []byte(`apiVersion: jumpmesh.dev/v1alpha1
+kind: Client
+metadata: {name: ci-bot, labels: {team: ci}}
+---
+apiVersion: jumpmesh.dev/v1alpha1
+kind: Exporter
+metadata: {name: vb-k, labels: {board: virtual}}
+`), 0o600))
+	l.kubectl("apply", "-f", manifest)
+
+	clientData := l.secretData("jumpmesh-client-ci-bot")
+	clientConfig := filepath.Join(l.dir, "ci-bot.yaml")
+	require.NoError(t, os.WriteFile(clientConfig, clientData["client.yaml"], 0o600))
+	ci := []string{"JMP_CLIENT_CONFIG=" + clientConfig, "XDG_CONFIG_HOME=" + filepath.Join(l.dir, "xdg-ci-bot")}
+
+	exp := l.secretData("jumpmesh-exporter-vb-k")
+	board, err := os.ReadFile(filepath.Join(l.boards, "board.yaml"))
+	require.NoError(t, err)
+	_, export, ok := strings.Cut(string(board), "\nexport:\n")
+	require.True(t, ok, "board.yaml has an export: block")
+	exporterConfig := filepath.Join(l.boards, "vb-k.yaml")
+	require.NoError(t, os.WriteFile(exporterConfig, fmt.Appendf(nil, `apiVersion: jumpmesh.dev/v1alpha1
+kind: ExporterConfig
+metadata: {name: vb-k}
+endpoint: %s
+tls: {caFingerprint: "%s"}
+token: %s
+export:
+%s`, exp["endpoint"], exp["ca-fingerprint"], exp["token"], export), 0o600))
+	startProc(t, "exporter-vb-k", l.boards, "run", "--exporter-config", exporterConfig)
+	l.waitFor("exporter vb-k to be online", func() bool { return l.exporterStatus("vb-k") == "available" })
+
+	name := strings.TrimSpace(l.jmp(ci, "create", "lease", "-l", "board=virtual", "--wait", "-o", "name"))
+	require.Equal(t, "vb-k", l.lease(ci, name).Status.Exporter)
+	l.waitFor("kubectl to show the lease", func() bool {
+		return strings.Contains(l.kubectl("get", "exporters.jumpmesh.dev", "vb-k"), "Leased")
+	})
+	t.Logf("kubectl get exporters.jumpmesh.dev,leases.jumpmesh.dev,clients.jumpmesh.dev:\n%s",
+		l.kubectl("get", "exporters.jumpmesh.dev,leases.jumpmesh.dev,clients.jumpmesh.dev"))
+}
+
+// TestCoordinatorDeployArgs: the coordinator Deployment in deploy/ passes
+// only flags that jmp has.
+func TestCoordinatorDeployArgs(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "coordinator.yaml"))
+	require.NoError(t, err)
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var args []string
+	for {
+		var doc struct {
+			Kind string `yaml:"kind"`
+			Spec struct {
+				Template struct {
+					Spec struct {
+						Containers []struct {
+							Args []string `yaml:"args"`
+						} `yaml:"containers"`
+					} `yaml:"spec"`
+				} `yaml:"template"`
+			} `yaml:"spec"`
+		}
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+		if doc.Kind == "Deployment" {
+			require.Len(t, doc.Spec.Template.Spec.Containers, 1)
+			args = doc.Spec.Template.Spec.Containers[0].Args
+		}
+	}
+	require.NotEmpty(t, args, "deploy/coordinator.yaml has a Deployment with args")
+	require.Equal(t, "coordinator", args[0])
+	// Kubernetes expands $(VAR) from the container's environment.
+	for i, a := range args {
+		args[i] = envRef.ReplaceAllString(a, "value")
+	}
+	r := run(t, t.TempDir(), nil, append(args, "--help")...)
+	require.Equal(t, 0, r.code, "jmp %s: %s", strings.Join(args, " "), r.stderr)
+}
+
+// envRef is a $(VAR) reference in a container's args.
+var envRef = regexp.MustCompile(`\$\([A-Z_]+\)`)

@@ -46,7 +46,7 @@ type Store struct {
 	mu       sync.Mutex
 	revision uint64
 	history  []store.Event // ring of the latest changes, oldest first
-	watchers map[*watcher]struct{}
+	watchers map[*store.Feed]struct{}
 }
 
 type opKind int
@@ -84,7 +84,7 @@ func Open(path string) (*Store, error) {
 		ops:      make(chan *op, maxBatch),
 		done:     make(chan struct{}),
 		closed:   make(chan struct{}),
-		watchers: map[*watcher]struct{}{},
+		watchers: map[*store.Feed]struct{}{},
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, k := range append([]store.Kind{store.Kind(metaBucket)}, store.Kinds...) {
@@ -112,8 +112,8 @@ func (s *Store) Close() error {
 		close(s.done)
 		<-s.closed
 		s.mu.Lock()
-		for w := range s.watchers {
-			w.stop()
+		for f := range s.watchers {
+			f.Stop()
 		}
 		s.mu.Unlock()
 		err = s.db.Close()

@@ -34,7 +34,9 @@ type ExporterStatus struct {
 	// Lease is the lease it serves; empty when free.
 	// +optional
 	Lease string `json:"lease,omitempty"`
-	// LastSeen is when its status stream last opened or closed.
+	// LastSeen is when a coordinator last vouched for it: refreshed every
+	// heartbeat interval while its status stream is open, and set when
+	// it went offline.
 	// +optional
 	LastSeen *Time `json:"lastSeen,omitempty"`
 	// SessionID names the status stream holding it online.

@@ -432,7 +432,9 @@ type Exporter struct {
 	PublicKey []byte `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
 	// Derived from online and lease when sent to callers.
 	Status ExporterStatus `protobuf:"varint,4,opt,name=status,proto3,enum=jumpmesh.coordinator.v1.ExporterStatus" json:"status,omitempty"`
-	// When its status stream last opened or closed.
+	// When an exporter last showed it is alive: refreshed once per heartbeat
+	// interval by the replica holding its status stream, so any replica can
+	// judge liveness from it.
 	LastSeen *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
 	// The lease it serves; empty when free. Set before the lease turns Ready
 	// and cleared after it ends, so no two leases ever hold one exporter.
