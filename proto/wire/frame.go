@@ -47,6 +47,11 @@ const MaxFrameSize = 4 << 20
 // with other streams on a shared connection without latency spikes.
 const DataChunkSize = 32 << 10
 
+// readBufferSize is small: most streams carry a header and one short
+// message, and a stream is opened per call, so a large buffer would be
+// garbage on every call. DATA frames bigger than it bypass the buffer.
+const readBufferSize = 4 << 10
+
 // ErrFrameTooLarge is returned for a frame over MaxFrameSize.
 var ErrFrameTooLarge = errors.New("frame too large")
 
@@ -67,7 +72,7 @@ type Reader struct {
 
 // NewReader returns a Reader that buffers r.
 func NewReader(r io.Reader) *Reader {
-	return &Reader{r: bufio.NewReaderSize(r, DataChunkSize+16)}
+	return &Reader{r: bufio.NewReaderSize(r, readBufferSize)}
 }
 
 // Read returns the next frame. At a clean end of the stream between frames

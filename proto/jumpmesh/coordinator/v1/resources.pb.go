@@ -724,6 +724,10 @@ type LeaseStatus struct {
 	// Pending leases only: how many pending leases go before it. Computed on
 	// read.
 	QueuePosition int32 `protobuf:"varint,11,opt,name=queue_position,json=queuePosition,proto3" json:"queue_position,omitempty"`
+	// Bookkeeping: the client's live sessions, one per client key, as Dial
+	// recorded them; whichever coordinator holds the exporter's status
+	// stream gives the exporter their tokens.
+	Dials         []*LeaseDial `protobuf:"bytes,12,rep,name=dials,proto3" json:"dials,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -835,6 +839,69 @@ func (x *LeaseStatus) GetQueuePosition() int32 {
 	return 0
 }
 
+func (x *LeaseStatus) GetDials() []*LeaseDial {
+	if x != nil {
+		return x.Dials
+	}
+	return nil
+}
+
+// LeaseDial is one session a client asked for: what the exporter's token
+// for it must say. The token itself is never stored.
+type LeaseDial struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The RFC 7638 thumbprint of the client's key (the token's cnf.jkt).
+	ClientKeyThumbprint string `protobuf:"bytes,1,opt,name=client_key_thumbprint,json=clientKeyThumbprint,proto3" json:"client_key_thumbprint,omitempty"`
+	// When the newest token of the session expires.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseDial) Reset() {
+	*x = LeaseDial{}
+	mi := &file_jumpmesh_coordinator_v1_resources_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseDial) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseDial) ProtoMessage() {}
+
+func (x *LeaseDial) ProtoReflect() protoreflect.Message {
+	mi := &file_jumpmesh_coordinator_v1_resources_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseDial.ProtoReflect.Descriptor instead.
+func (*LeaseDial) Descriptor() ([]byte, []int) {
+	return file_jumpmesh_coordinator_v1_resources_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *LeaseDial) GetClientKeyThumbprint() string {
+	if x != nil {
+		return x.ClientKeyThumbprint
+	}
+	return ""
+}
+
+func (x *LeaseDial) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
 // AccessPolicy says which clients may lease the exporters it selects.
 // Exporters no policy selects are open to every client at priority 0.
 type AccessPolicy struct {
@@ -851,7 +918,7 @@ type AccessPolicy struct {
 
 func (x *AccessPolicy) Reset() {
 	*x = AccessPolicy{}
-	mi := &file_jumpmesh_coordinator_v1_resources_proto_msgTypes[7]
+	mi := &file_jumpmesh_coordinator_v1_resources_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +930,7 @@ func (x *AccessPolicy) String() string {
 func (*AccessPolicy) ProtoMessage() {}
 
 func (x *AccessPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_resources_proto_msgTypes[7]
+	mi := &file_jumpmesh_coordinator_v1_resources_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +943,7 @@ func (x *AccessPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessPolicy.ProtoReflect.Descriptor instead.
 func (*AccessPolicy) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_resources_proto_rawDescGZIP(), []int{7}
+	return file_jumpmesh_coordinator_v1_resources_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AccessPolicy) GetMetadata() *ObjectMeta {
@@ -915,7 +982,7 @@ type AccessRule struct {
 
 func (x *AccessRule) Reset() {
 	*x = AccessRule{}
-	mi := &file_jumpmesh_coordinator_v1_resources_proto_msgTypes[8]
+	mi := &file_jumpmesh_coordinator_v1_resources_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +994,7 @@ func (x *AccessRule) String() string {
 func (*AccessRule) ProtoMessage() {}
 
 func (x *AccessRule) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_resources_proto_msgTypes[8]
+	mi := &file_jumpmesh_coordinator_v1_resources_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1007,7 @@ func (x *AccessRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRule.ProtoReflect.Descriptor instead.
 func (*AccessRule) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_resources_proto_rawDescGZIP(), []int{8}
+	return file_jumpmesh_coordinator_v1_resources_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AccessRule) GetClientSelector() string {
@@ -988,7 +1055,7 @@ type SigningKey struct {
 
 func (x *SigningKey) Reset() {
 	*x = SigningKey{}
-	mi := &file_jumpmesh_coordinator_v1_resources_proto_msgTypes[9]
+	mi := &file_jumpmesh_coordinator_v1_resources_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1067,7 @@ func (x *SigningKey) String() string {
 func (*SigningKey) ProtoMessage() {}
 
 func (x *SigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_resources_proto_msgTypes[9]
+	mi := &file_jumpmesh_coordinator_v1_resources_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1080,7 @@ func (x *SigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
 func (*SigningKey) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_resources_proto_rawDescGZIP(), []int{9}
+	return file_jumpmesh_coordinator_v1_resources_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SigningKey) GetMetadata() *ObjectMeta {
@@ -1085,7 +1152,7 @@ const file_jumpmesh_coordinator_v1_resources_proto_rawDesc = "" +
 	"\x04tags\x18\a \x03(\v2,.jumpmesh.coordinator.v1.LeaseSpec.TagsEntryR\x04tags\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfb\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb5\x04\n" +
 	"\vLeaseStatus\x129\n" +
 	"\x05state\x18\x01 \x01(\x0e2#.jumpmesh.coordinator.v1.LeaseStateR\x05state\x12<\n" +
 	"\x06reason\x18\x02 \x01(\x0e2$.jumpmesh.coordinator.v1.LeaseReasonR\x06reason\x12\x18\n" +
@@ -1099,7 +1166,12 @@ const file_jumpmesh_coordinator_v1_resources_proto_rawDesc = "" +
 	"\fpreempted_by\x18\t \x01(\tR\vpreemptedBy\x12C\n" +
 	"\x0ftransition_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\x0etransitionTime\x12%\n" +
-	"\x0equeue_position\x18\v \x01(\x05R\rqueuePosition\"\xb7\x01\n" +
+	"\x0equeue_position\x18\v \x01(\x05R\rqueuePosition\x128\n" +
+	"\x05dials\x18\f \x03(\v2\".jumpmesh.coordinator.v1.LeaseDialR\x05dials\"|\n" +
+	"\tLeaseDial\x122\n" +
+	"\x15client_key_thumbprint\x18\x01 \x01(\tR\x13clientKeyThumbprint\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"\xb7\x01\n" +
 	"\fAccessPolicy\x12?\n" +
 	"\bmetadata\x18\x01 \x01(\v2#.jumpmesh.coordinator.v1.ObjectMetaR\bmetadata\x12+\n" +
 	"\x11exporter_selector\x18\x02 \x01(\tR\x10exporterSelector\x129\n" +
@@ -1160,7 +1232,7 @@ func file_jumpmesh_coordinator_v1_resources_proto_rawDescGZIP() []byte {
 }
 
 var file_jumpmesh_coordinator_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_jumpmesh_coordinator_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_jumpmesh_coordinator_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_jumpmesh_coordinator_v1_resources_proto_goTypes = []any{
 	(ExporterStatus)(0),           // 0: jumpmesh.coordinator.v1.ExporterStatus
 	(LeaseState)(0),               // 1: jumpmesh.coordinator.v1.LeaseState
@@ -1172,46 +1244,49 @@ var file_jumpmesh_coordinator_v1_resources_proto_goTypes = []any{
 	(*Lease)(nil),                 // 7: jumpmesh.coordinator.v1.Lease
 	(*LeaseSpec)(nil),             // 8: jumpmesh.coordinator.v1.LeaseSpec
 	(*LeaseStatus)(nil),           // 9: jumpmesh.coordinator.v1.LeaseStatus
-	(*AccessPolicy)(nil),          // 10: jumpmesh.coordinator.v1.AccessPolicy
-	(*AccessRule)(nil),            // 11: jumpmesh.coordinator.v1.AccessRule
-	(*SigningKey)(nil),            // 12: jumpmesh.coordinator.v1.SigningKey
-	nil,                           // 13: jumpmesh.coordinator.v1.ObjectMeta.LabelsEntry
-	nil,                           // 14: jumpmesh.coordinator.v1.LeaseSpec.TagsEntry
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*v1.Report)(nil),             // 16: jumpmesh.v1.Report
-	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
+	(*LeaseDial)(nil),             // 10: jumpmesh.coordinator.v1.LeaseDial
+	(*AccessPolicy)(nil),          // 11: jumpmesh.coordinator.v1.AccessPolicy
+	(*AccessRule)(nil),            // 12: jumpmesh.coordinator.v1.AccessRule
+	(*SigningKey)(nil),            // 13: jumpmesh.coordinator.v1.SigningKey
+	nil,                           // 14: jumpmesh.coordinator.v1.ObjectMeta.LabelsEntry
+	nil,                           // 15: jumpmesh.coordinator.v1.LeaseSpec.TagsEntry
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*v1.Report)(nil),             // 17: jumpmesh.v1.Report
+	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
 }
 var file_jumpmesh_coordinator_v1_resources_proto_depIdxs = []int32{
-	13, // 0: jumpmesh.coordinator.v1.ObjectMeta.labels:type_name -> jumpmesh.coordinator.v1.ObjectMeta.LabelsEntry
-	15, // 1: jumpmesh.coordinator.v1.ObjectMeta.create_time:type_name -> google.protobuf.Timestamp
+	14, // 0: jumpmesh.coordinator.v1.ObjectMeta.labels:type_name -> jumpmesh.coordinator.v1.ObjectMeta.LabelsEntry
+	16, // 1: jumpmesh.coordinator.v1.ObjectMeta.create_time:type_name -> google.protobuf.Timestamp
 	3,  // 2: jumpmesh.coordinator.v1.Client.metadata:type_name -> jumpmesh.coordinator.v1.ObjectMeta
 	3,  // 3: jumpmesh.coordinator.v1.Admin.metadata:type_name -> jumpmesh.coordinator.v1.ObjectMeta
 	3,  // 4: jumpmesh.coordinator.v1.Exporter.metadata:type_name -> jumpmesh.coordinator.v1.ObjectMeta
-	16, // 5: jumpmesh.coordinator.v1.Exporter.report:type_name -> jumpmesh.v1.Report
+	17, // 5: jumpmesh.coordinator.v1.Exporter.report:type_name -> jumpmesh.v1.Report
 	0,  // 6: jumpmesh.coordinator.v1.Exporter.status:type_name -> jumpmesh.coordinator.v1.ExporterStatus
-	15, // 7: jumpmesh.coordinator.v1.Exporter.last_seen:type_name -> google.protobuf.Timestamp
+	16, // 7: jumpmesh.coordinator.v1.Exporter.last_seen:type_name -> google.protobuf.Timestamp
 	3,  // 8: jumpmesh.coordinator.v1.Lease.metadata:type_name -> jumpmesh.coordinator.v1.ObjectMeta
 	8,  // 9: jumpmesh.coordinator.v1.Lease.spec:type_name -> jumpmesh.coordinator.v1.LeaseSpec
 	9,  // 10: jumpmesh.coordinator.v1.Lease.status:type_name -> jumpmesh.coordinator.v1.LeaseStatus
-	17, // 11: jumpmesh.coordinator.v1.LeaseSpec.duration:type_name -> google.protobuf.Duration
-	15, // 12: jumpmesh.coordinator.v1.LeaseSpec.begin_time:type_name -> google.protobuf.Timestamp
-	15, // 13: jumpmesh.coordinator.v1.LeaseSpec.end_time:type_name -> google.protobuf.Timestamp
-	14, // 14: jumpmesh.coordinator.v1.LeaseSpec.tags:type_name -> jumpmesh.coordinator.v1.LeaseSpec.TagsEntry
+	18, // 11: jumpmesh.coordinator.v1.LeaseSpec.duration:type_name -> google.protobuf.Duration
+	16, // 12: jumpmesh.coordinator.v1.LeaseSpec.begin_time:type_name -> google.protobuf.Timestamp
+	16, // 13: jumpmesh.coordinator.v1.LeaseSpec.end_time:type_name -> google.protobuf.Timestamp
+	15, // 14: jumpmesh.coordinator.v1.LeaseSpec.tags:type_name -> jumpmesh.coordinator.v1.LeaseSpec.TagsEntry
 	1,  // 15: jumpmesh.coordinator.v1.LeaseStatus.state:type_name -> jumpmesh.coordinator.v1.LeaseState
 	2,  // 16: jumpmesh.coordinator.v1.LeaseStatus.reason:type_name -> jumpmesh.coordinator.v1.LeaseReason
-	15, // 17: jumpmesh.coordinator.v1.LeaseStatus.begin_time:type_name -> google.protobuf.Timestamp
-	15, // 18: jumpmesh.coordinator.v1.LeaseStatus.end_time:type_name -> google.protobuf.Timestamp
-	15, // 19: jumpmesh.coordinator.v1.LeaseStatus.transition_time:type_name -> google.protobuf.Timestamp
-	3,  // 20: jumpmesh.coordinator.v1.AccessPolicy.metadata:type_name -> jumpmesh.coordinator.v1.ObjectMeta
-	11, // 21: jumpmesh.coordinator.v1.AccessPolicy.rules:type_name -> jumpmesh.coordinator.v1.AccessRule
-	17, // 22: jumpmesh.coordinator.v1.AccessRule.maximum_duration:type_name -> google.protobuf.Duration
-	3,  // 23: jumpmesh.coordinator.v1.SigningKey.metadata:type_name -> jumpmesh.coordinator.v1.ObjectMeta
-	15, // 24: jumpmesh.coordinator.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	16, // 17: jumpmesh.coordinator.v1.LeaseStatus.begin_time:type_name -> google.protobuf.Timestamp
+	16, // 18: jumpmesh.coordinator.v1.LeaseStatus.end_time:type_name -> google.protobuf.Timestamp
+	16, // 19: jumpmesh.coordinator.v1.LeaseStatus.transition_time:type_name -> google.protobuf.Timestamp
+	10, // 20: jumpmesh.coordinator.v1.LeaseStatus.dials:type_name -> jumpmesh.coordinator.v1.LeaseDial
+	16, // 21: jumpmesh.coordinator.v1.LeaseDial.expire_time:type_name -> google.protobuf.Timestamp
+	3,  // 22: jumpmesh.coordinator.v1.AccessPolicy.metadata:type_name -> jumpmesh.coordinator.v1.ObjectMeta
+	12, // 23: jumpmesh.coordinator.v1.AccessPolicy.rules:type_name -> jumpmesh.coordinator.v1.AccessRule
+	18, // 24: jumpmesh.coordinator.v1.AccessRule.maximum_duration:type_name -> google.protobuf.Duration
+	3,  // 25: jumpmesh.coordinator.v1.SigningKey.metadata:type_name -> jumpmesh.coordinator.v1.ObjectMeta
+	16, // 26: jumpmesh.coordinator.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_jumpmesh_coordinator_v1_resources_proto_init() }
@@ -1225,7 +1300,7 @@ func file_jumpmesh_coordinator_v1_resources_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jumpmesh_coordinator_v1_resources_proto_rawDesc), len(file_jumpmesh_coordinator_v1_resources_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

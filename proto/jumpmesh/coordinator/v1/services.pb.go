@@ -705,8 +705,11 @@ type DialResponse struct {
 	// The exporter's Ed25519 public key, from its registration.
 	ExporterPublicKey []byte                 `protobuf:"bytes,3,opt,name=exporter_public_key,json=exporterPublicKey,proto3" json:"exporter_public_key,omitempty"`
 	ExpireTime        *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The relay the session meets at; unset when the coordinator hands out
+	// none.
+	Relay         *RelayEndpoint `protobuf:"bytes,5,opt,name=relay,proto3" json:"relay,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DialResponse) Reset() {
@@ -767,6 +770,90 @@ func (x *DialResponse) GetExpireTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *DialResponse) GetRelay() *RelayEndpoint {
+	if x != nil {
+		return x.Relay
+	}
+	return nil
+}
+
+// RelayEndpoint is how to reach and trust the mesh's relay.
+type RelayEndpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// host:port of its QUIC port, where relayed packets go too; empty when
+	// it serves no UDP.
+	Udp string `protobuf:"bytes,1,opt,name=udp,proto3" json:"udp,omitempty"`
+	// host:port of its second UDP port, for telling a symmetric NAT from an
+	// endpoint-independent one; empty skips the check.
+	ProbeUdp string `protobuf:"bytes,2,opt,name=probe_udp,json=probeUdp,proto3" json:"probe_udp,omitempty"`
+	// host:port of its TLS over TCP port, for networks that block UDP; empty
+	// when it has none.
+	Tcp string `protobuf:"bytes,3,opt,name=tcp,proto3" json:"tcp,omitempty"`
+	// "sha256:" and the hex SHA-256 of its certificate's DER (the CA's, when
+	// its chain carries one): the certificate to trust.
+	CaFingerprint string `protobuf:"bytes,4,opt,name=ca_fingerprint,json=caFingerprint,proto3" json:"ca_fingerprint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayEndpoint) Reset() {
+	*x = RelayEndpoint{}
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayEndpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayEndpoint) ProtoMessage() {}
+
+func (x *RelayEndpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayEndpoint.ProtoReflect.Descriptor instead.
+func (*RelayEndpoint) Descriptor() ([]byte, []int) {
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RelayEndpoint) GetUdp() string {
+	if x != nil {
+		return x.Udp
+	}
+	return ""
+}
+
+func (x *RelayEndpoint) GetProbeUdp() string {
+	if x != nil {
+		return x.ProbeUdp
+	}
+	return ""
+}
+
+func (x *RelayEndpoint) GetTcp() string {
+	if x != nil {
+		return x.Tcp
+	}
+	return ""
+}
+
+func (x *RelayEndpoint) GetCaFingerprint() string {
+	if x != nil {
+		return x.CaFingerprint
+	}
+	return ""
+}
+
 type RegisterRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Report        *v1.Report             `protobuf:"bytes,1,opt,name=report,proto3" json:"report,omitempty"`
@@ -777,7 +864,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[12]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +876,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[12]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +889,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{12}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RegisterRequest) GetReport() *v1.Report {
@@ -823,13 +910,16 @@ type RegisterResponse struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Exporter          *Exporter              `protobuf:"bytes,1,opt,name=exporter,proto3" json:"exporter,omitempty"`
 	HeartbeatInterval *durationpb.Duration   `protobuf:"bytes,2,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The relay to meet clients at; unset when the coordinator hands out
+	// none.
+	Relay         *RelayEndpoint `protobuf:"bytes,3,opt,name=relay,proto3" json:"relay,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[13]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +931,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[13]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +944,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{13}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RegisterResponse) GetExporter() *Exporter {
@@ -871,6 +961,13 @@ func (x *RegisterResponse) GetHeartbeatInterval() *durationpb.Duration {
 	return nil
 }
 
+func (x *RegisterResponse) GetRelay() *RelayEndpoint {
+	if x != nil {
+		return x.Relay
+	}
+	return nil
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -879,7 +976,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[14]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +988,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[14]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +1001,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{14}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{15}
 }
 
 type StatusResponse struct {
@@ -914,13 +1011,19 @@ type StatusResponse struct {
 	// The lease that last ended on it, with why.
 	Ended             *EndedLease          `protobuf:"bytes,2,opt,name=ended,proto3" json:"ended,omitempty"`
 	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,3,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// A session token for each client that dialed the lease since the last
+	// message (all live ones in the stream's first): the same lease, client
+	// and client key as the client's own token, for the exporter to join the
+	// session with on the mesh. A renewal comes as a new token for the same
+	// session.
+	SessionTokens []string `protobuf:"bytes,4,rep,name=session_tokens,json=sessionTokens,proto3" json:"session_tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[15]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1035,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[15]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1048,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{15}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StatusResponse) GetLease() *LeaseAssignment {
@@ -969,6 +1072,13 @@ func (x *StatusResponse) GetHeartbeatInterval() *durationpb.Duration {
 	return nil
 }
 
+func (x *StatusResponse) GetSessionTokens() []string {
+	if x != nil {
+		return x.SessionTokens
+	}
+	return nil
+}
+
 type LeaseAssignment struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -981,7 +1091,7 @@ type LeaseAssignment struct {
 
 func (x *LeaseAssignment) Reset() {
 	*x = LeaseAssignment{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[16]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -993,7 +1103,7 @@ func (x *LeaseAssignment) String() string {
 func (*LeaseAssignment) ProtoMessage() {}
 
 func (x *LeaseAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[16]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1006,7 +1116,7 @@ func (x *LeaseAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseAssignment.ProtoReflect.Descriptor instead.
 func (*LeaseAssignment) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{16}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LeaseAssignment) GetName() string {
@@ -1049,7 +1159,7 @@ type EndedLease struct {
 
 func (x *EndedLease) Reset() {
 	*x = EndedLease{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[17]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1171,7 @@ func (x *EndedLease) String() string {
 func (*EndedLease) ProtoMessage() {}
 
 func (x *EndedLease) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[17]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1184,7 @@ func (x *EndedLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndedLease.ProtoReflect.Descriptor instead.
 func (*EndedLease) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{17}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EndedLease) GetName() string {
@@ -1115,7 +1225,7 @@ type CreateClientRequest struct {
 
 func (x *CreateClientRequest) Reset() {
 	*x = CreateClientRequest{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[18]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1237,7 @@ func (x *CreateClientRequest) String() string {
 func (*CreateClientRequest) ProtoMessage() {}
 
 func (x *CreateClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[18]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1250,7 @@ func (x *CreateClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClientRequest.ProtoReflect.Descriptor instead.
 func (*CreateClientRequest) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{18}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateClientRequest) GetName() string {
@@ -1169,7 +1279,7 @@ type CreateClientResponse struct {
 
 func (x *CreateClientResponse) Reset() {
 	*x = CreateClientResponse{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[19]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1291,7 @@ func (x *CreateClientResponse) String() string {
 func (*CreateClientResponse) ProtoMessage() {}
 
 func (x *CreateClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[19]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1304,7 @@ func (x *CreateClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClientResponse.ProtoReflect.Descriptor instead.
 func (*CreateClientResponse) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{19}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateClientResponse) GetClient() *Client {
@@ -1231,7 +1341,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[20]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1353,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[20]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1366,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{20}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Endpoint) GetUrl() string {
@@ -1282,7 +1392,7 @@ type GetClientRequest struct {
 
 func (x *GetClientRequest) Reset() {
 	*x = GetClientRequest{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[21]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1404,7 @@ func (x *GetClientRequest) String() string {
 func (*GetClientRequest) ProtoMessage() {}
 
 func (x *GetClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[21]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1417,7 @@ func (x *GetClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClientRequest.ProtoReflect.Descriptor instead.
 func (*GetClientRequest) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{21}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetClientRequest) GetName() string {
@@ -1326,7 +1436,7 @@ type ListClientsRequest struct {
 
 func (x *ListClientsRequest) Reset() {
 	*x = ListClientsRequest{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[22]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1448,7 @@ func (x *ListClientsRequest) String() string {
 func (*ListClientsRequest) ProtoMessage() {}
 
 func (x *ListClientsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[22]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1461,7 @@ func (x *ListClientsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientsRequest.ProtoReflect.Descriptor instead.
 func (*ListClientsRequest) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{22}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListClientsRequest) GetSelector() string {
@@ -1370,7 +1480,7 @@ type ListClientsResponse struct {
 
 func (x *ListClientsResponse) Reset() {
 	*x = ListClientsResponse{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[23]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1492,7 @@ func (x *ListClientsResponse) String() string {
 func (*ListClientsResponse) ProtoMessage() {}
 
 func (x *ListClientsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[23]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1505,7 @@ func (x *ListClientsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientsResponse.ProtoReflect.Descriptor instead.
 func (*ListClientsResponse) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{23}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListClientsResponse) GetClients() []*Client {
@@ -1414,7 +1524,7 @@ type DeleteClientRequest struct {
 
 func (x *DeleteClientRequest) Reset() {
 	*x = DeleteClientRequest{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[24]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1426,7 +1536,7 @@ func (x *DeleteClientRequest) String() string {
 func (*DeleteClientRequest) ProtoMessage() {}
 
 func (x *DeleteClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[24]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1439,7 +1549,7 @@ func (x *DeleteClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClientRequest.ProtoReflect.Descriptor instead.
 func (*DeleteClientRequest) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{24}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeleteClientRequest) GetName() string {
@@ -1457,7 +1567,7 @@ type DeleteClientResponse struct {
 
 func (x *DeleteClientResponse) Reset() {
 	*x = DeleteClientResponse{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[25]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1469,7 +1579,7 @@ func (x *DeleteClientResponse) String() string {
 func (*DeleteClientResponse) ProtoMessage() {}
 
 func (x *DeleteClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[25]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1482,7 +1592,7 @@ func (x *DeleteClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClientResponse.ProtoReflect.Descriptor instead.
 func (*DeleteClientResponse) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{25}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{26}
 }
 
 type CreateExporterRequest struct {
@@ -1495,7 +1605,7 @@ type CreateExporterRequest struct {
 
 func (x *CreateExporterRequest) Reset() {
 	*x = CreateExporterRequest{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[26]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1507,7 +1617,7 @@ func (x *CreateExporterRequest) String() string {
 func (*CreateExporterRequest) ProtoMessage() {}
 
 func (x *CreateExporterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[26]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +1630,7 @@ func (x *CreateExporterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExporterRequest.ProtoReflect.Descriptor instead.
 func (*CreateExporterRequest) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{26}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateExporterRequest) GetName() string {
@@ -1548,7 +1658,7 @@ type CreateExporterResponse struct {
 
 func (x *CreateExporterResponse) Reset() {
 	*x = CreateExporterResponse{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[27]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1670,7 @@ func (x *CreateExporterResponse) String() string {
 func (*CreateExporterResponse) ProtoMessage() {}
 
 func (x *CreateExporterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[27]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1683,7 @@ func (x *CreateExporterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExporterResponse.ProtoReflect.Descriptor instead.
 func (*CreateExporterResponse) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{27}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreateExporterResponse) GetExporter() *Exporter {
@@ -1606,7 +1716,7 @@ type DeleteExporterRequest struct {
 
 func (x *DeleteExporterRequest) Reset() {
 	*x = DeleteExporterRequest{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[28]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1618,7 +1728,7 @@ func (x *DeleteExporterRequest) String() string {
 func (*DeleteExporterRequest) ProtoMessage() {}
 
 func (x *DeleteExporterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[28]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1631,7 +1741,7 @@ func (x *DeleteExporterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteExporterRequest.ProtoReflect.Descriptor instead.
 func (*DeleteExporterRequest) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{28}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeleteExporterRequest) GetName() string {
@@ -1649,7 +1759,7 @@ type DeleteExporterResponse struct {
 
 func (x *DeleteExporterResponse) Reset() {
 	*x = DeleteExporterResponse{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[29]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1771,7 @@ func (x *DeleteExporterResponse) String() string {
 func (*DeleteExporterResponse) ProtoMessage() {}
 
 func (x *DeleteExporterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[29]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1784,7 @@ func (x *DeleteExporterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteExporterResponse.ProtoReflect.Descriptor instead.
 func (*DeleteExporterResponse) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{29}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{30}
 }
 
 type RotateTokenRequest struct {
@@ -1687,7 +1797,7 @@ type RotateTokenRequest struct {
 
 func (x *RotateTokenRequest) Reset() {
 	*x = RotateTokenRequest{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[30]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1699,7 +1809,7 @@ func (x *RotateTokenRequest) String() string {
 func (*RotateTokenRequest) ProtoMessage() {}
 
 func (x *RotateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[30]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1712,7 +1822,7 @@ func (x *RotateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateTokenRequest.ProtoReflect.Descriptor instead.
 func (*RotateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{30}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RotateTokenRequest) GetKind() IdentityKind {
@@ -1739,7 +1849,7 @@ type RotateTokenResponse struct {
 
 func (x *RotateTokenResponse) Reset() {
 	*x = RotateTokenResponse{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[31]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1751,7 +1861,7 @@ func (x *RotateTokenResponse) String() string {
 func (*RotateTokenResponse) ProtoMessage() {}
 
 func (x *RotateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[31]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1764,7 +1874,7 @@ func (x *RotateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateTokenResponse.ProtoReflect.Descriptor instead.
 func (*RotateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{31}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RotateTokenResponse) GetToken() string {
@@ -1790,7 +1900,7 @@ type ApplyAccessPolicyRequest struct {
 
 func (x *ApplyAccessPolicyRequest) Reset() {
 	*x = ApplyAccessPolicyRequest{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[32]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +1912,7 @@ func (x *ApplyAccessPolicyRequest) String() string {
 func (*ApplyAccessPolicyRequest) ProtoMessage() {}
 
 func (x *ApplyAccessPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[32]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1815,7 +1925,7 @@ func (x *ApplyAccessPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyAccessPolicyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyAccessPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{32}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ApplyAccessPolicyRequest) GetPolicy() *AccessPolicy {
@@ -1834,7 +1944,7 @@ type GetAccessPolicyRequest struct {
 
 func (x *GetAccessPolicyRequest) Reset() {
 	*x = GetAccessPolicyRequest{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[33]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1846,7 +1956,7 @@ func (x *GetAccessPolicyRequest) String() string {
 func (*GetAccessPolicyRequest) ProtoMessage() {}
 
 func (x *GetAccessPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[33]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1859,7 +1969,7 @@ func (x *GetAccessPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccessPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetAccessPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{33}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetAccessPolicyRequest) GetName() string {
@@ -1877,7 +1987,7 @@ type ListAccessPoliciesRequest struct {
 
 func (x *ListAccessPoliciesRequest) Reset() {
 	*x = ListAccessPoliciesRequest{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[34]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +1999,7 @@ func (x *ListAccessPoliciesRequest) String() string {
 func (*ListAccessPoliciesRequest) ProtoMessage() {}
 
 func (x *ListAccessPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[34]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +2012,7 @@ func (x *ListAccessPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListAccessPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{34}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{35}
 }
 
 type ListAccessPoliciesResponse struct {
@@ -1914,7 +2024,7 @@ type ListAccessPoliciesResponse struct {
 
 func (x *ListAccessPoliciesResponse) Reset() {
 	*x = ListAccessPoliciesResponse{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[35]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2036,7 @@ func (x *ListAccessPoliciesResponse) String() string {
 func (*ListAccessPoliciesResponse) ProtoMessage() {}
 
 func (x *ListAccessPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[35]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2049,7 @@ func (x *ListAccessPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListAccessPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{35}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListAccessPoliciesResponse) GetPolicies() []*AccessPolicy {
@@ -1958,7 +2068,7 @@ type DeleteAccessPolicyRequest struct {
 
 func (x *DeleteAccessPolicyRequest) Reset() {
 	*x = DeleteAccessPolicyRequest{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[36]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1970,7 +2080,7 @@ func (x *DeleteAccessPolicyRequest) String() string {
 func (*DeleteAccessPolicyRequest) ProtoMessage() {}
 
 func (x *DeleteAccessPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[36]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1983,7 +2093,7 @@ func (x *DeleteAccessPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessPolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccessPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{36}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DeleteAccessPolicyRequest) GetName() string {
@@ -2001,7 +2111,7 @@ type DeleteAccessPolicyResponse struct {
 
 func (x *DeleteAccessPolicyResponse) Reset() {
 	*x = DeleteAccessPolicyResponse{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[37]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2013,7 +2123,7 @@ func (x *DeleteAccessPolicyResponse) String() string {
 func (*DeleteAccessPolicyResponse) ProtoMessage() {}
 
 func (x *DeleteAccessPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[37]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2026,7 +2136,7 @@ func (x *DeleteAccessPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessPolicyResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAccessPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{37}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{38}
 }
 
 type RotateSigningKeyRequest struct {
@@ -2037,7 +2147,7 @@ type RotateSigningKeyRequest struct {
 
 func (x *RotateSigningKeyRequest) Reset() {
 	*x = RotateSigningKeyRequest{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[38]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2159,7 @@ func (x *RotateSigningKeyRequest) String() string {
 func (*RotateSigningKeyRequest) ProtoMessage() {}
 
 func (x *RotateSigningKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[38]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2172,7 @@ func (x *RotateSigningKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSigningKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateSigningKeyRequest) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{38}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{39}
 }
 
 type RotateSigningKeyResponse struct {
@@ -2078,7 +2188,7 @@ type RotateSigningKeyResponse struct {
 
 func (x *RotateSigningKeyResponse) Reset() {
 	*x = RotateSigningKeyResponse{}
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[39]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2090,7 +2200,7 @@ func (x *RotateSigningKeyResponse) String() string {
 func (*RotateSigningKeyResponse) ProtoMessage() {}
 
 func (x *RotateSigningKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[39]
+	mi := &file_jumpmesh_coordinator_v1_services_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2103,7 +2213,7 @@ func (x *RotateSigningKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSigningKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateSigningKeyResponse) Descriptor() ([]byte, []int) {
-	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{39}
+	return file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RotateSigningKeyResponse) GetKid() string {
@@ -2170,25 +2280,33 @@ const file_jumpmesh_coordinator_v1_services_proto_rawDesc = "" +
 	"\vDialRequest\x12\x14\n" +
 	"\x05lease\x18\x01 \x01(\tR\x05lease\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x02 \x01(\fR\tpublicKey\"\xad\x01\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\"\xeb\x01\n" +
 	"\fDialResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n" +
 	"\bexporter\x18\x02 \x01(\tR\bexporter\x12.\n" +
 	"\x13exporter_public_key\x18\x03 \x01(\fR\x11exporterPublicKey\x12;\n" +
 	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\"]\n" +
+	"expireTime\x12<\n" +
+	"\x05relay\x18\x05 \x01(\v2&.jumpmesh.coordinator.v1.RelayEndpointR\x05relay\"w\n" +
+	"\rRelayEndpoint\x12\x10\n" +
+	"\x03udp\x18\x01 \x01(\tR\x03udp\x12\x1b\n" +
+	"\tprobe_udp\x18\x02 \x01(\tR\bprobeUdp\x12\x10\n" +
+	"\x03tcp\x18\x03 \x01(\tR\x03tcp\x12%\n" +
+	"\x0eca_fingerprint\x18\x04 \x01(\tR\rcaFingerprint\"]\n" +
 	"\x0fRegisterRequest\x12+\n" +
 	"\x06report\x18\x01 \x01(\v2\x13.jumpmesh.v1.ReportR\x06report\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x02 \x01(\fR\tpublicKey\"\x9b\x01\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\"\xd9\x01\n" +
 	"\x10RegisterResponse\x12=\n" +
 	"\bexporter\x18\x01 \x01(\v2!.jumpmesh.coordinator.v1.ExporterR\bexporter\x12H\n" +
-	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"\x0f\n" +
-	"\rStatusRequest\"\xd5\x01\n" +
+	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12<\n" +
+	"\x05relay\x18\x03 \x01(\v2&.jumpmesh.coordinator.v1.RelayEndpointR\x05relay\"\x0f\n" +
+	"\rStatusRequest\"\xfc\x01\n" +
 	"\x0eStatusResponse\x12>\n" +
 	"\x05lease\x18\x01 \x01(\v2(.jumpmesh.coordinator.v1.LeaseAssignmentR\x05lease\x129\n" +
 	"\x05ended\x18\x02 \x01(\v2#.jumpmesh.coordinator.v1.EndedLeaseR\x05ended\x12H\n" +
-	"\x12heartbeat_interval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"\xb2\x01\n" +
+	"\x12heartbeat_interval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12%\n" +
+	"\x0esession_tokens\x18\x04 \x03(\tR\rsessionTokens\"\xb2\x01\n" +
 	"\x0fLeaseAssignment\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06client\x18\x02 \x01(\tR\x06client\x125\n" +
@@ -2304,7 +2422,7 @@ func file_jumpmesh_coordinator_v1_services_proto_rawDescGZIP() []byte {
 }
 
 var file_jumpmesh_coordinator_v1_services_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_jumpmesh_coordinator_v1_services_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_jumpmesh_coordinator_v1_services_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_jumpmesh_coordinator_v1_services_proto_goTypes = []any{
 	(IdentityKind)(0),                  // 0: jumpmesh.coordinator.v1.IdentityKind
 	(*ListExportersRequest)(nil),       // 1: jumpmesh.coordinator.v1.ListExportersRequest
@@ -2319,128 +2437,131 @@ var file_jumpmesh_coordinator_v1_services_proto_goTypes = []any{
 	(*WatchLeaseRequest)(nil),          // 10: jumpmesh.coordinator.v1.WatchLeaseRequest
 	(*DialRequest)(nil),                // 11: jumpmesh.coordinator.v1.DialRequest
 	(*DialResponse)(nil),               // 12: jumpmesh.coordinator.v1.DialResponse
-	(*RegisterRequest)(nil),            // 13: jumpmesh.coordinator.v1.RegisterRequest
-	(*RegisterResponse)(nil),           // 14: jumpmesh.coordinator.v1.RegisterResponse
-	(*StatusRequest)(nil),              // 15: jumpmesh.coordinator.v1.StatusRequest
-	(*StatusResponse)(nil),             // 16: jumpmesh.coordinator.v1.StatusResponse
-	(*LeaseAssignment)(nil),            // 17: jumpmesh.coordinator.v1.LeaseAssignment
-	(*EndedLease)(nil),                 // 18: jumpmesh.coordinator.v1.EndedLease
-	(*CreateClientRequest)(nil),        // 19: jumpmesh.coordinator.v1.CreateClientRequest
-	(*CreateClientResponse)(nil),       // 20: jumpmesh.coordinator.v1.CreateClientResponse
-	(*Endpoint)(nil),                   // 21: jumpmesh.coordinator.v1.Endpoint
-	(*GetClientRequest)(nil),           // 22: jumpmesh.coordinator.v1.GetClientRequest
-	(*ListClientsRequest)(nil),         // 23: jumpmesh.coordinator.v1.ListClientsRequest
-	(*ListClientsResponse)(nil),        // 24: jumpmesh.coordinator.v1.ListClientsResponse
-	(*DeleteClientRequest)(nil),        // 25: jumpmesh.coordinator.v1.DeleteClientRequest
-	(*DeleteClientResponse)(nil),       // 26: jumpmesh.coordinator.v1.DeleteClientResponse
-	(*CreateExporterRequest)(nil),      // 27: jumpmesh.coordinator.v1.CreateExporterRequest
-	(*CreateExporterResponse)(nil),     // 28: jumpmesh.coordinator.v1.CreateExporterResponse
-	(*DeleteExporterRequest)(nil),      // 29: jumpmesh.coordinator.v1.DeleteExporterRequest
-	(*DeleteExporterResponse)(nil),     // 30: jumpmesh.coordinator.v1.DeleteExporterResponse
-	(*RotateTokenRequest)(nil),         // 31: jumpmesh.coordinator.v1.RotateTokenRequest
-	(*RotateTokenResponse)(nil),        // 32: jumpmesh.coordinator.v1.RotateTokenResponse
-	(*ApplyAccessPolicyRequest)(nil),   // 33: jumpmesh.coordinator.v1.ApplyAccessPolicyRequest
-	(*GetAccessPolicyRequest)(nil),     // 34: jumpmesh.coordinator.v1.GetAccessPolicyRequest
-	(*ListAccessPoliciesRequest)(nil),  // 35: jumpmesh.coordinator.v1.ListAccessPoliciesRequest
-	(*ListAccessPoliciesResponse)(nil), // 36: jumpmesh.coordinator.v1.ListAccessPoliciesResponse
-	(*DeleteAccessPolicyRequest)(nil),  // 37: jumpmesh.coordinator.v1.DeleteAccessPolicyRequest
-	(*DeleteAccessPolicyResponse)(nil), // 38: jumpmesh.coordinator.v1.DeleteAccessPolicyResponse
-	(*RotateSigningKeyRequest)(nil),    // 39: jumpmesh.coordinator.v1.RotateSigningKeyRequest
-	(*RotateSigningKeyResponse)(nil),   // 40: jumpmesh.coordinator.v1.RotateSigningKeyResponse
-	nil,                                // 41: jumpmesh.coordinator.v1.CreateLeaseRequest.TagsEntry
-	nil,                                // 42: jumpmesh.coordinator.v1.CreateClientRequest.LabelsEntry
-	nil,                                // 43: jumpmesh.coordinator.v1.CreateExporterRequest.LabelsEntry
-	(*Exporter)(nil),                   // 44: jumpmesh.coordinator.v1.Exporter
-	(*durationpb.Duration)(nil),        // 45: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 46: google.protobuf.Timestamp
-	(*Lease)(nil),                      // 47: jumpmesh.coordinator.v1.Lease
-	(*v1.Report)(nil),                  // 48: jumpmesh.v1.Report
-	(LeaseReason)(0),                   // 49: jumpmesh.coordinator.v1.LeaseReason
-	(*Client)(nil),                     // 50: jumpmesh.coordinator.v1.Client
-	(*AccessPolicy)(nil),               // 51: jumpmesh.coordinator.v1.AccessPolicy
+	(*RelayEndpoint)(nil),              // 13: jumpmesh.coordinator.v1.RelayEndpoint
+	(*RegisterRequest)(nil),            // 14: jumpmesh.coordinator.v1.RegisterRequest
+	(*RegisterResponse)(nil),           // 15: jumpmesh.coordinator.v1.RegisterResponse
+	(*StatusRequest)(nil),              // 16: jumpmesh.coordinator.v1.StatusRequest
+	(*StatusResponse)(nil),             // 17: jumpmesh.coordinator.v1.StatusResponse
+	(*LeaseAssignment)(nil),            // 18: jumpmesh.coordinator.v1.LeaseAssignment
+	(*EndedLease)(nil),                 // 19: jumpmesh.coordinator.v1.EndedLease
+	(*CreateClientRequest)(nil),        // 20: jumpmesh.coordinator.v1.CreateClientRequest
+	(*CreateClientResponse)(nil),       // 21: jumpmesh.coordinator.v1.CreateClientResponse
+	(*Endpoint)(nil),                   // 22: jumpmesh.coordinator.v1.Endpoint
+	(*GetClientRequest)(nil),           // 23: jumpmesh.coordinator.v1.GetClientRequest
+	(*ListClientsRequest)(nil),         // 24: jumpmesh.coordinator.v1.ListClientsRequest
+	(*ListClientsResponse)(nil),        // 25: jumpmesh.coordinator.v1.ListClientsResponse
+	(*DeleteClientRequest)(nil),        // 26: jumpmesh.coordinator.v1.DeleteClientRequest
+	(*DeleteClientResponse)(nil),       // 27: jumpmesh.coordinator.v1.DeleteClientResponse
+	(*CreateExporterRequest)(nil),      // 28: jumpmesh.coordinator.v1.CreateExporterRequest
+	(*CreateExporterResponse)(nil),     // 29: jumpmesh.coordinator.v1.CreateExporterResponse
+	(*DeleteExporterRequest)(nil),      // 30: jumpmesh.coordinator.v1.DeleteExporterRequest
+	(*DeleteExporterResponse)(nil),     // 31: jumpmesh.coordinator.v1.DeleteExporterResponse
+	(*RotateTokenRequest)(nil),         // 32: jumpmesh.coordinator.v1.RotateTokenRequest
+	(*RotateTokenResponse)(nil),        // 33: jumpmesh.coordinator.v1.RotateTokenResponse
+	(*ApplyAccessPolicyRequest)(nil),   // 34: jumpmesh.coordinator.v1.ApplyAccessPolicyRequest
+	(*GetAccessPolicyRequest)(nil),     // 35: jumpmesh.coordinator.v1.GetAccessPolicyRequest
+	(*ListAccessPoliciesRequest)(nil),  // 36: jumpmesh.coordinator.v1.ListAccessPoliciesRequest
+	(*ListAccessPoliciesResponse)(nil), // 37: jumpmesh.coordinator.v1.ListAccessPoliciesResponse
+	(*DeleteAccessPolicyRequest)(nil),  // 38: jumpmesh.coordinator.v1.DeleteAccessPolicyRequest
+	(*DeleteAccessPolicyResponse)(nil), // 39: jumpmesh.coordinator.v1.DeleteAccessPolicyResponse
+	(*RotateSigningKeyRequest)(nil),    // 40: jumpmesh.coordinator.v1.RotateSigningKeyRequest
+	(*RotateSigningKeyResponse)(nil),   // 41: jumpmesh.coordinator.v1.RotateSigningKeyResponse
+	nil,                                // 42: jumpmesh.coordinator.v1.CreateLeaseRequest.TagsEntry
+	nil,                                // 43: jumpmesh.coordinator.v1.CreateClientRequest.LabelsEntry
+	nil,                                // 44: jumpmesh.coordinator.v1.CreateExporterRequest.LabelsEntry
+	(*Exporter)(nil),                   // 45: jumpmesh.coordinator.v1.Exporter
+	(*durationpb.Duration)(nil),        // 46: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 47: google.protobuf.Timestamp
+	(*Lease)(nil),                      // 48: jumpmesh.coordinator.v1.Lease
+	(*v1.Report)(nil),                  // 49: jumpmesh.v1.Report
+	(LeaseReason)(0),                   // 50: jumpmesh.coordinator.v1.LeaseReason
+	(*Client)(nil),                     // 51: jumpmesh.coordinator.v1.Client
+	(*AccessPolicy)(nil),               // 52: jumpmesh.coordinator.v1.AccessPolicy
 }
 var file_jumpmesh_coordinator_v1_services_proto_depIdxs = []int32{
-	44, // 0: jumpmesh.coordinator.v1.ListExportersResponse.exporters:type_name -> jumpmesh.coordinator.v1.Exporter
-	45, // 1: jumpmesh.coordinator.v1.CreateLeaseRequest.duration:type_name -> google.protobuf.Duration
-	46, // 2: jumpmesh.coordinator.v1.CreateLeaseRequest.begin_time:type_name -> google.protobuf.Timestamp
-	46, // 3: jumpmesh.coordinator.v1.CreateLeaseRequest.end_time:type_name -> google.protobuf.Timestamp
-	41, // 4: jumpmesh.coordinator.v1.CreateLeaseRequest.tags:type_name -> jumpmesh.coordinator.v1.CreateLeaseRequest.TagsEntry
-	47, // 5: jumpmesh.coordinator.v1.ListLeasesResponse.leases:type_name -> jumpmesh.coordinator.v1.Lease
-	45, // 6: jumpmesh.coordinator.v1.UpdateLeaseRequest.extend:type_name -> google.protobuf.Duration
-	45, // 7: jumpmesh.coordinator.v1.UpdateLeaseRequest.duration:type_name -> google.protobuf.Duration
-	46, // 8: jumpmesh.coordinator.v1.DialResponse.expire_time:type_name -> google.protobuf.Timestamp
-	48, // 9: jumpmesh.coordinator.v1.RegisterRequest.report:type_name -> jumpmesh.v1.Report
-	44, // 10: jumpmesh.coordinator.v1.RegisterResponse.exporter:type_name -> jumpmesh.coordinator.v1.Exporter
-	45, // 11: jumpmesh.coordinator.v1.RegisterResponse.heartbeat_interval:type_name -> google.protobuf.Duration
-	17, // 12: jumpmesh.coordinator.v1.StatusResponse.lease:type_name -> jumpmesh.coordinator.v1.LeaseAssignment
-	18, // 13: jumpmesh.coordinator.v1.StatusResponse.ended:type_name -> jumpmesh.coordinator.v1.EndedLease
-	45, // 14: jumpmesh.coordinator.v1.StatusResponse.heartbeat_interval:type_name -> google.protobuf.Duration
-	46, // 15: jumpmesh.coordinator.v1.LeaseAssignment.end_time:type_name -> google.protobuf.Timestamp
-	49, // 16: jumpmesh.coordinator.v1.LeaseAssignment.reason:type_name -> jumpmesh.coordinator.v1.LeaseReason
-	49, // 17: jumpmesh.coordinator.v1.EndedLease.reason:type_name -> jumpmesh.coordinator.v1.LeaseReason
-	42, // 18: jumpmesh.coordinator.v1.CreateClientRequest.labels:type_name -> jumpmesh.coordinator.v1.CreateClientRequest.LabelsEntry
-	50, // 19: jumpmesh.coordinator.v1.CreateClientResponse.client:type_name -> jumpmesh.coordinator.v1.Client
-	21, // 20: jumpmesh.coordinator.v1.CreateClientResponse.endpoint:type_name -> jumpmesh.coordinator.v1.Endpoint
-	50, // 21: jumpmesh.coordinator.v1.ListClientsResponse.clients:type_name -> jumpmesh.coordinator.v1.Client
-	43, // 22: jumpmesh.coordinator.v1.CreateExporterRequest.labels:type_name -> jumpmesh.coordinator.v1.CreateExporterRequest.LabelsEntry
-	44, // 23: jumpmesh.coordinator.v1.CreateExporterResponse.exporter:type_name -> jumpmesh.coordinator.v1.Exporter
-	21, // 24: jumpmesh.coordinator.v1.CreateExporterResponse.endpoint:type_name -> jumpmesh.coordinator.v1.Endpoint
-	0,  // 25: jumpmesh.coordinator.v1.RotateTokenRequest.kind:type_name -> jumpmesh.coordinator.v1.IdentityKind
-	21, // 26: jumpmesh.coordinator.v1.RotateTokenResponse.endpoint:type_name -> jumpmesh.coordinator.v1.Endpoint
-	51, // 27: jumpmesh.coordinator.v1.ApplyAccessPolicyRequest.policy:type_name -> jumpmesh.coordinator.v1.AccessPolicy
-	51, // 28: jumpmesh.coordinator.v1.ListAccessPoliciesResponse.policies:type_name -> jumpmesh.coordinator.v1.AccessPolicy
-	46, // 29: jumpmesh.coordinator.v1.RotateSigningKeyResponse.rotate_time:type_name -> google.protobuf.Timestamp
-	1,  // 30: jumpmesh.coordinator.v1.ClientService.ListExporters:input_type -> jumpmesh.coordinator.v1.ListExportersRequest
-	3,  // 31: jumpmesh.coordinator.v1.ClientService.GetExporter:input_type -> jumpmesh.coordinator.v1.GetExporterRequest
-	4,  // 32: jumpmesh.coordinator.v1.ClientService.CreateLease:input_type -> jumpmesh.coordinator.v1.CreateLeaseRequest
-	5,  // 33: jumpmesh.coordinator.v1.ClientService.GetLease:input_type -> jumpmesh.coordinator.v1.GetLeaseRequest
-	6,  // 34: jumpmesh.coordinator.v1.ClientService.ListLeases:input_type -> jumpmesh.coordinator.v1.ListLeasesRequest
-	8,  // 35: jumpmesh.coordinator.v1.ClientService.UpdateLease:input_type -> jumpmesh.coordinator.v1.UpdateLeaseRequest
-	9,  // 36: jumpmesh.coordinator.v1.ClientService.DeleteLease:input_type -> jumpmesh.coordinator.v1.DeleteLeaseRequest
-	10, // 37: jumpmesh.coordinator.v1.ClientService.WatchLease:input_type -> jumpmesh.coordinator.v1.WatchLeaseRequest
-	11, // 38: jumpmesh.coordinator.v1.ClientService.Dial:input_type -> jumpmesh.coordinator.v1.DialRequest
-	13, // 39: jumpmesh.coordinator.v1.ExporterService.Register:input_type -> jumpmesh.coordinator.v1.RegisterRequest
-	15, // 40: jumpmesh.coordinator.v1.ExporterService.Status:input_type -> jumpmesh.coordinator.v1.StatusRequest
-	19, // 41: jumpmesh.coordinator.v1.AdminService.CreateClient:input_type -> jumpmesh.coordinator.v1.CreateClientRequest
-	22, // 42: jumpmesh.coordinator.v1.AdminService.GetClient:input_type -> jumpmesh.coordinator.v1.GetClientRequest
-	23, // 43: jumpmesh.coordinator.v1.AdminService.ListClients:input_type -> jumpmesh.coordinator.v1.ListClientsRequest
-	25, // 44: jumpmesh.coordinator.v1.AdminService.DeleteClient:input_type -> jumpmesh.coordinator.v1.DeleteClientRequest
-	27, // 45: jumpmesh.coordinator.v1.AdminService.CreateExporter:input_type -> jumpmesh.coordinator.v1.CreateExporterRequest
-	29, // 46: jumpmesh.coordinator.v1.AdminService.DeleteExporter:input_type -> jumpmesh.coordinator.v1.DeleteExporterRequest
-	31, // 47: jumpmesh.coordinator.v1.AdminService.RotateToken:input_type -> jumpmesh.coordinator.v1.RotateTokenRequest
-	33, // 48: jumpmesh.coordinator.v1.AdminService.ApplyAccessPolicy:input_type -> jumpmesh.coordinator.v1.ApplyAccessPolicyRequest
-	34, // 49: jumpmesh.coordinator.v1.AdminService.GetAccessPolicy:input_type -> jumpmesh.coordinator.v1.GetAccessPolicyRequest
-	35, // 50: jumpmesh.coordinator.v1.AdminService.ListAccessPolicies:input_type -> jumpmesh.coordinator.v1.ListAccessPoliciesRequest
-	37, // 51: jumpmesh.coordinator.v1.AdminService.DeleteAccessPolicy:input_type -> jumpmesh.coordinator.v1.DeleteAccessPolicyRequest
-	39, // 52: jumpmesh.coordinator.v1.AdminService.RotateSigningKey:input_type -> jumpmesh.coordinator.v1.RotateSigningKeyRequest
-	2,  // 53: jumpmesh.coordinator.v1.ClientService.ListExporters:output_type -> jumpmesh.coordinator.v1.ListExportersResponse
-	44, // 54: jumpmesh.coordinator.v1.ClientService.GetExporter:output_type -> jumpmesh.coordinator.v1.Exporter
-	47, // 55: jumpmesh.coordinator.v1.ClientService.CreateLease:output_type -> jumpmesh.coordinator.v1.Lease
-	47, // 56: jumpmesh.coordinator.v1.ClientService.GetLease:output_type -> jumpmesh.coordinator.v1.Lease
-	7,  // 57: jumpmesh.coordinator.v1.ClientService.ListLeases:output_type -> jumpmesh.coordinator.v1.ListLeasesResponse
-	47, // 58: jumpmesh.coordinator.v1.ClientService.UpdateLease:output_type -> jumpmesh.coordinator.v1.Lease
-	47, // 59: jumpmesh.coordinator.v1.ClientService.DeleteLease:output_type -> jumpmesh.coordinator.v1.Lease
-	47, // 60: jumpmesh.coordinator.v1.ClientService.WatchLease:output_type -> jumpmesh.coordinator.v1.Lease
-	12, // 61: jumpmesh.coordinator.v1.ClientService.Dial:output_type -> jumpmesh.coordinator.v1.DialResponse
-	14, // 62: jumpmesh.coordinator.v1.ExporterService.Register:output_type -> jumpmesh.coordinator.v1.RegisterResponse
-	16, // 63: jumpmesh.coordinator.v1.ExporterService.Status:output_type -> jumpmesh.coordinator.v1.StatusResponse
-	20, // 64: jumpmesh.coordinator.v1.AdminService.CreateClient:output_type -> jumpmesh.coordinator.v1.CreateClientResponse
-	50, // 65: jumpmesh.coordinator.v1.AdminService.GetClient:output_type -> jumpmesh.coordinator.v1.Client
-	24, // 66: jumpmesh.coordinator.v1.AdminService.ListClients:output_type -> jumpmesh.coordinator.v1.ListClientsResponse
-	26, // 67: jumpmesh.coordinator.v1.AdminService.DeleteClient:output_type -> jumpmesh.coordinator.v1.DeleteClientResponse
-	28, // 68: jumpmesh.coordinator.v1.AdminService.CreateExporter:output_type -> jumpmesh.coordinator.v1.CreateExporterResponse
-	30, // 69: jumpmesh.coordinator.v1.AdminService.DeleteExporter:output_type -> jumpmesh.coordinator.v1.DeleteExporterResponse
-	32, // 70: jumpmesh.coordinator.v1.AdminService.RotateToken:output_type -> jumpmesh.coordinator.v1.RotateTokenResponse
-	51, // 71: jumpmesh.coordinator.v1.AdminService.ApplyAccessPolicy:output_type -> jumpmesh.coordinator.v1.AccessPolicy
-	51, // 72: jumpmesh.coordinator.v1.AdminService.GetAccessPolicy:output_type -> jumpmesh.coordinator.v1.AccessPolicy
-	36, // 73: jumpmesh.coordinator.v1.AdminService.ListAccessPolicies:output_type -> jumpmesh.coordinator.v1.ListAccessPoliciesResponse
-	38, // 74: jumpmesh.coordinator.v1.AdminService.DeleteAccessPolicy:output_type -> jumpmesh.coordinator.v1.DeleteAccessPolicyResponse
-	40, // 75: jumpmesh.coordinator.v1.AdminService.RotateSigningKey:output_type -> jumpmesh.coordinator.v1.RotateSigningKeyResponse
-	53, // [53:76] is the sub-list for method output_type
-	30, // [30:53] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	45, // 0: jumpmesh.coordinator.v1.ListExportersResponse.exporters:type_name -> jumpmesh.coordinator.v1.Exporter
+	46, // 1: jumpmesh.coordinator.v1.CreateLeaseRequest.duration:type_name -> google.protobuf.Duration
+	47, // 2: jumpmesh.coordinator.v1.CreateLeaseRequest.begin_time:type_name -> google.protobuf.Timestamp
+	47, // 3: jumpmesh.coordinator.v1.CreateLeaseRequest.end_time:type_name -> google.protobuf.Timestamp
+	42, // 4: jumpmesh.coordinator.v1.CreateLeaseRequest.tags:type_name -> jumpmesh.coordinator.v1.CreateLeaseRequest.TagsEntry
+	48, // 5: jumpmesh.coordinator.v1.ListLeasesResponse.leases:type_name -> jumpmesh.coordinator.v1.Lease
+	46, // 6: jumpmesh.coordinator.v1.UpdateLeaseRequest.extend:type_name -> google.protobuf.Duration
+	46, // 7: jumpmesh.coordinator.v1.UpdateLeaseRequest.duration:type_name -> google.protobuf.Duration
+	47, // 8: jumpmesh.coordinator.v1.DialResponse.expire_time:type_name -> google.protobuf.Timestamp
+	13, // 9: jumpmesh.coordinator.v1.DialResponse.relay:type_name -> jumpmesh.coordinator.v1.RelayEndpoint
+	49, // 10: jumpmesh.coordinator.v1.RegisterRequest.report:type_name -> jumpmesh.v1.Report
+	45, // 11: jumpmesh.coordinator.v1.RegisterResponse.exporter:type_name -> jumpmesh.coordinator.v1.Exporter
+	46, // 12: jumpmesh.coordinator.v1.RegisterResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	13, // 13: jumpmesh.coordinator.v1.RegisterResponse.relay:type_name -> jumpmesh.coordinator.v1.RelayEndpoint
+	18, // 14: jumpmesh.coordinator.v1.StatusResponse.lease:type_name -> jumpmesh.coordinator.v1.LeaseAssignment
+	19, // 15: jumpmesh.coordinator.v1.StatusResponse.ended:type_name -> jumpmesh.coordinator.v1.EndedLease
+	46, // 16: jumpmesh.coordinator.v1.StatusResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	47, // 17: jumpmesh.coordinator.v1.LeaseAssignment.end_time:type_name -> google.protobuf.Timestamp
+	50, // 18: jumpmesh.coordinator.v1.LeaseAssignment.reason:type_name -> jumpmesh.coordinator.v1.LeaseReason
+	50, // 19: jumpmesh.coordinator.v1.EndedLease.reason:type_name -> jumpmesh.coordinator.v1.LeaseReason
+	43, // 20: jumpmesh.coordinator.v1.CreateClientRequest.labels:type_name -> jumpmesh.coordinator.v1.CreateClientRequest.LabelsEntry
+	51, // 21: jumpmesh.coordinator.v1.CreateClientResponse.client:type_name -> jumpmesh.coordinator.v1.Client
+	22, // 22: jumpmesh.coordinator.v1.CreateClientResponse.endpoint:type_name -> jumpmesh.coordinator.v1.Endpoint
+	51, // 23: jumpmesh.coordinator.v1.ListClientsResponse.clients:type_name -> jumpmesh.coordinator.v1.Client
+	44, // 24: jumpmesh.coordinator.v1.CreateExporterRequest.labels:type_name -> jumpmesh.coordinator.v1.CreateExporterRequest.LabelsEntry
+	45, // 25: jumpmesh.coordinator.v1.CreateExporterResponse.exporter:type_name -> jumpmesh.coordinator.v1.Exporter
+	22, // 26: jumpmesh.coordinator.v1.CreateExporterResponse.endpoint:type_name -> jumpmesh.coordinator.v1.Endpoint
+	0,  // 27: jumpmesh.coordinator.v1.RotateTokenRequest.kind:type_name -> jumpmesh.coordinator.v1.IdentityKind
+	22, // 28: jumpmesh.coordinator.v1.RotateTokenResponse.endpoint:type_name -> jumpmesh.coordinator.v1.Endpoint
+	52, // 29: jumpmesh.coordinator.v1.ApplyAccessPolicyRequest.policy:type_name -> jumpmesh.coordinator.v1.AccessPolicy
+	52, // 30: jumpmesh.coordinator.v1.ListAccessPoliciesResponse.policies:type_name -> jumpmesh.coordinator.v1.AccessPolicy
+	47, // 31: jumpmesh.coordinator.v1.RotateSigningKeyResponse.rotate_time:type_name -> google.protobuf.Timestamp
+	1,  // 32: jumpmesh.coordinator.v1.ClientService.ListExporters:input_type -> jumpmesh.coordinator.v1.ListExportersRequest
+	3,  // 33: jumpmesh.coordinator.v1.ClientService.GetExporter:input_type -> jumpmesh.coordinator.v1.GetExporterRequest
+	4,  // 34: jumpmesh.coordinator.v1.ClientService.CreateLease:input_type -> jumpmesh.coordinator.v1.CreateLeaseRequest
+	5,  // 35: jumpmesh.coordinator.v1.ClientService.GetLease:input_type -> jumpmesh.coordinator.v1.GetLeaseRequest
+	6,  // 36: jumpmesh.coordinator.v1.ClientService.ListLeases:input_type -> jumpmesh.coordinator.v1.ListLeasesRequest
+	8,  // 37: jumpmesh.coordinator.v1.ClientService.UpdateLease:input_type -> jumpmesh.coordinator.v1.UpdateLeaseRequest
+	9,  // 38: jumpmesh.coordinator.v1.ClientService.DeleteLease:input_type -> jumpmesh.coordinator.v1.DeleteLeaseRequest
+	10, // 39: jumpmesh.coordinator.v1.ClientService.WatchLease:input_type -> jumpmesh.coordinator.v1.WatchLeaseRequest
+	11, // 40: jumpmesh.coordinator.v1.ClientService.Dial:input_type -> jumpmesh.coordinator.v1.DialRequest
+	14, // 41: jumpmesh.coordinator.v1.ExporterService.Register:input_type -> jumpmesh.coordinator.v1.RegisterRequest
+	16, // 42: jumpmesh.coordinator.v1.ExporterService.Status:input_type -> jumpmesh.coordinator.v1.StatusRequest
+	20, // 43: jumpmesh.coordinator.v1.AdminService.CreateClient:input_type -> jumpmesh.coordinator.v1.CreateClientRequest
+	23, // 44: jumpmesh.coordinator.v1.AdminService.GetClient:input_type -> jumpmesh.coordinator.v1.GetClientRequest
+	24, // 45: jumpmesh.coordinator.v1.AdminService.ListClients:input_type -> jumpmesh.coordinator.v1.ListClientsRequest
+	26, // 46: jumpmesh.coordinator.v1.AdminService.DeleteClient:input_type -> jumpmesh.coordinator.v1.DeleteClientRequest
+	28, // 47: jumpmesh.coordinator.v1.AdminService.CreateExporter:input_type -> jumpmesh.coordinator.v1.CreateExporterRequest
+	30, // 48: jumpmesh.coordinator.v1.AdminService.DeleteExporter:input_type -> jumpmesh.coordinator.v1.DeleteExporterRequest
+	32, // 49: jumpmesh.coordinator.v1.AdminService.RotateToken:input_type -> jumpmesh.coordinator.v1.RotateTokenRequest
+	34, // 50: jumpmesh.coordinator.v1.AdminService.ApplyAccessPolicy:input_type -> jumpmesh.coordinator.v1.ApplyAccessPolicyRequest
+	35, // 51: jumpmesh.coordinator.v1.AdminService.GetAccessPolicy:input_type -> jumpmesh.coordinator.v1.GetAccessPolicyRequest
+	36, // 52: jumpmesh.coordinator.v1.AdminService.ListAccessPolicies:input_type -> jumpmesh.coordinator.v1.ListAccessPoliciesRequest
+	38, // 53: jumpmesh.coordinator.v1.AdminService.DeleteAccessPolicy:input_type -> jumpmesh.coordinator.v1.DeleteAccessPolicyRequest
+	40, // 54: jumpmesh.coordinator.v1.AdminService.RotateSigningKey:input_type -> jumpmesh.coordinator.v1.RotateSigningKeyRequest
+	2,  // 55: jumpmesh.coordinator.v1.ClientService.ListExporters:output_type -> jumpmesh.coordinator.v1.ListExportersResponse
+	45, // 56: jumpmesh.coordinator.v1.ClientService.GetExporter:output_type -> jumpmesh.coordinator.v1.Exporter
+	48, // 57: jumpmesh.coordinator.v1.ClientService.CreateLease:output_type -> jumpmesh.coordinator.v1.Lease
+	48, // 58: jumpmesh.coordinator.v1.ClientService.GetLease:output_type -> jumpmesh.coordinator.v1.Lease
+	7,  // 59: jumpmesh.coordinator.v1.ClientService.ListLeases:output_type -> jumpmesh.coordinator.v1.ListLeasesResponse
+	48, // 60: jumpmesh.coordinator.v1.ClientService.UpdateLease:output_type -> jumpmesh.coordinator.v1.Lease
+	48, // 61: jumpmesh.coordinator.v1.ClientService.DeleteLease:output_type -> jumpmesh.coordinator.v1.Lease
+	48, // 62: jumpmesh.coordinator.v1.ClientService.WatchLease:output_type -> jumpmesh.coordinator.v1.Lease
+	12, // 63: jumpmesh.coordinator.v1.ClientService.Dial:output_type -> jumpmesh.coordinator.v1.DialResponse
+	15, // 64: jumpmesh.coordinator.v1.ExporterService.Register:output_type -> jumpmesh.coordinator.v1.RegisterResponse
+	17, // 65: jumpmesh.coordinator.v1.ExporterService.Status:output_type -> jumpmesh.coordinator.v1.StatusResponse
+	21, // 66: jumpmesh.coordinator.v1.AdminService.CreateClient:output_type -> jumpmesh.coordinator.v1.CreateClientResponse
+	51, // 67: jumpmesh.coordinator.v1.AdminService.GetClient:output_type -> jumpmesh.coordinator.v1.Client
+	25, // 68: jumpmesh.coordinator.v1.AdminService.ListClients:output_type -> jumpmesh.coordinator.v1.ListClientsResponse
+	27, // 69: jumpmesh.coordinator.v1.AdminService.DeleteClient:output_type -> jumpmesh.coordinator.v1.DeleteClientResponse
+	29, // 70: jumpmesh.coordinator.v1.AdminService.CreateExporter:output_type -> jumpmesh.coordinator.v1.CreateExporterResponse
+	31, // 71: jumpmesh.coordinator.v1.AdminService.DeleteExporter:output_type -> jumpmesh.coordinator.v1.DeleteExporterResponse
+	33, // 72: jumpmesh.coordinator.v1.AdminService.RotateToken:output_type -> jumpmesh.coordinator.v1.RotateTokenResponse
+	52, // 73: jumpmesh.coordinator.v1.AdminService.ApplyAccessPolicy:output_type -> jumpmesh.coordinator.v1.AccessPolicy
+	52, // 74: jumpmesh.coordinator.v1.AdminService.GetAccessPolicy:output_type -> jumpmesh.coordinator.v1.AccessPolicy
+	37, // 75: jumpmesh.coordinator.v1.AdminService.ListAccessPolicies:output_type -> jumpmesh.coordinator.v1.ListAccessPoliciesResponse
+	39, // 76: jumpmesh.coordinator.v1.AdminService.DeleteAccessPolicy:output_type -> jumpmesh.coordinator.v1.DeleteAccessPolicyResponse
+	41, // 77: jumpmesh.coordinator.v1.AdminService.RotateSigningKey:output_type -> jumpmesh.coordinator.v1.RotateSigningKeyResponse
+	55, // [55:78] is the sub-list for method output_type
+	32, // [32:55] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_jumpmesh_coordinator_v1_services_proto_init() }
@@ -2460,7 +2581,7 @@ func file_jumpmesh_coordinator_v1_services_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jumpmesh_coordinator_v1_services_proto_rawDesc), len(file_jumpmesh_coordinator_v1_services_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   43,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
