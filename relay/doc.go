@@ -52,4 +52,3 @@
 // dropped, which QUIC's congestion control answers by slowing down).
 // Metrics are Prometheus counters and gauges under jumpmesh_relay_.
 package relay
-
