@@ -358,7 +358,10 @@ func TestKernelSmoke(t *testing.T) {
 				slices.Sort(rtts)
 				t.Logf("round trips with %v one-way uplink: min %v median %v max %v", uplinkLatency, rtts[0], rtts[samples/2], rtts[samples-1])
 				require.GreaterOrEqual(t, rtts[0], 2*uplinkLatency, "round trip shorter than the configured delay")
-				require.LessOrEqual(t, rtts[samples-1], 2*uplinkLatency+rttTolerance, "round trip too far above the configured delay")
+				// The median, not the maximum: one sample can come late when
+				// the shared cores deschedule a goroutine, and the median
+				// still catches a delay applied twice.
+				require.LessOrEqual(t, rtts[samples/2], 2*uplinkLatency+rttTolerance, "median round trip too far above the configured delay")
 			})
 		}
 	})
@@ -422,7 +425,7 @@ func TestKernelSmoke(t *testing.T) {
 		slices.Sort(rtts)
 		t.Logf("round trips with %v one-way (+ up to %v jitter per round trip): min %v median %v max %v", oneWay, maxJitter, rtts[0], rtts[samples/2], rtts[samples-1])
 		require.GreaterOrEqual(t, rtts[0], 2*oneWay)
-		require.LessOrEqual(t, rtts[samples-1], 2*oneWay+maxJitter+rttTolerance)
+		require.LessOrEqual(t, rtts[samples/2], 2*oneWay+maxJitter+rttTolerance, "median round trip too far above the configured delay")
 	})
 
 	// Code in Do and commands run where the host is, and the router got the
