@@ -76,7 +76,7 @@ var _ coordinatorv1connect.ExporterServiceHandler = exporterAPI{}
 
 func (a exporterAPI) Register(ctx context.Context, req *connect.Request[coordinatorv1.RegisterRequest]) (*connect.Response[coordinatorv1.RegisterResponse], error) {
 	e, err := a.c.Register(ctx, caller(ctx).Name, req.Msg.GetReport(), req.Msg.GetPublicKey())
-	return reply(&coordinatorv1.RegisterResponse{Exporter: e, HeartbeatInterval: durationpb.New(a.c.HeartbeatInterval())}, err)
+	return reply(&coordinatorv1.RegisterResponse{Exporter: e, HeartbeatInterval: durationpb.New(a.c.HeartbeatInterval()), Relay: a.c.cfg.Relay}, err)
 }
 
 func (a exporterAPI) Status(ctx context.Context, stream *connect.BidiStream[coordinatorv1.StatusRequest, coordinatorv1.StatusResponse]) error {

@@ -28,6 +28,9 @@ type Config struct {
 	// Where clients reach this coordinator and the certificate to trust,
 	// for the configs admins hand out.
 	Endpoint *coordinatorv1.Endpoint
+	// Relay is the mesh relay clients and exporters meet at; nil hands out
+	// none, and clients cannot reach exporters.
+	Relay *coordinatorv1.RelayEndpoint
 	// Issuer of its tokens; tokens of another issuer are refused.
 	Issuer string
 	// Exporters send a heartbeat this often; missing MissedHeartbeats in a

@@ -254,21 +254,22 @@ func (c *Coordinator) ListLeases(who Identity, tagSelector string, all bool) ([]
 }
 
 // present is a lease as callers see it: a pending one with its place in
-// the queue as of the last scheduling pass.
+// the queue as of the last scheduling pass, and no bookkeeping.
 func (c *Coordinator) present(l *coordinatorv1.Lease) *coordinatorv1.Lease {
-	if l.GetStatus().GetState() != coordinatorv1.LeaseState_LEASE_STATE_PENDING {
-		return l
+	var pos int32
+	if l.GetStatus().GetState() == coordinatorv1.LeaseState_LEASE_STATE_PENDING {
+		if positions := c.queue.Load(); positions != nil {
+			pos = (*positions)[l.GetMetadata().GetName()]
+		}
 	}
-	positions := c.queue.Load()
-	if positions == nil {
-		return l
-	}
-	pos, ok := (*positions)[l.GetMetadata().GetName()]
-	if !ok {
+	if pos == 0 && len(l.GetStatus().GetDials()) == 0 {
 		return l
 	}
 	out := cloneObject(l).(*coordinatorv1.Lease)
-	out.Status.QueuePosition = pos
+	out.Status.Dials = nil
+	if pos != 0 {
+		out.Status.QueuePosition = pos
+	}
 	return out
 }
 
@@ -375,6 +376,9 @@ func (c *Coordinator) transfer(l *coordinatorv1.Lease, to string) error {
 	}
 	l.Status.Message = fmt.Sprintf("transferred from client %s", l.GetSpec().GetClient())
 	l.Spec.Client = to
+	// The sessions were the old client's: the exporter gets no more tokens
+	// for them.
+	l.Status.Dials = nil
 	return nil
 }
 

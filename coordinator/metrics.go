@@ -54,6 +54,10 @@ func NewMetrics() *Metrics {
 	return m
 }
 
+// Registerer takes metrics of parts run beside the coordinator, such as
+// its built-in relay, to serve with its own.
+func (m *Metrics) Registerer() prometheus.Registerer { return m.reg }
+
 // Handler serves the metrics.
 func (m *Metrics) Handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
 

@@ -84,13 +84,16 @@ func (c *Coordinator) ServeStatus(ctx context.Context, name string, recv func() 
 	defer refresh.Stop()
 
 	var sent *coordinatorv1.LeaseAssignment
+	given := grants{}
 	first := true
 	for {
 		e := c.cache.exporter(name)
 		if e == nil {
 			return unauthenticated(fmt.Sprintf("exporter %s was deleted by an admin", name))
 		}
-		if resp := c.statusFor(e, sent); first || !proto.Equal(resp.GetLease(), sent) {
+		resp, l := c.statusFor(e, sent)
+		resp.SessionTokens = c.sessionTokens(name, l, given)
+		if first || !proto.Equal(resp.GetLease(), sent) || len(resp.SessionTokens) > 0 {
 			if err := send(resp); err != nil {
 				return err
 			}
@@ -117,11 +120,13 @@ func (c *Coordinator) ServeStatus(ctx context.Context, name string, recv func() 
 	}
 }
 
-// statusFor is what exporter e should hear: the lease it serves, and the
-// one it served before (sent) if that has ended.
-func (c *Coordinator) statusFor(e *coordinatorv1.Exporter, sent *coordinatorv1.LeaseAssignment) *coordinatorv1.StatusResponse {
+// statusFor is what exporter e should hear: the lease it serves (also
+// returned, nil for none), and the one it served before (sent) if that has
+// ended.
+func (c *Coordinator) statusFor(e *coordinatorv1.Exporter, sent *coordinatorv1.LeaseAssignment) (*coordinatorv1.StatusResponse, *coordinatorv1.Lease) {
 	resp := &coordinatorv1.StatusResponse{HeartbeatInterval: durationpb.New(c.cfg.HeartbeatInterval)}
-	if l := c.cache.lease(e.GetLease()); l != nil && l.GetStatus().GetState() == coordinatorv1.LeaseState_LEASE_STATE_READY &&
+	l := c.cache.lease(e.GetLease())
+	if l != nil && l.GetStatus().GetState() == coordinatorv1.LeaseState_LEASE_STATE_READY &&
 		l.GetStatus().GetExporter() == e.GetMetadata().GetName() {
 		resp.Lease = &coordinatorv1.LeaseAssignment{
 			Name:    l.GetMetadata().GetName(),
@@ -129,14 +134,16 @@ func (c *Coordinator) statusFor(e *coordinatorv1.Exporter, sent *coordinatorv1.L
 			EndTime: l.GetStatus().GetEndTime(),
 			Reason:  l.GetStatus().GetReason(),
 		}
+	} else {
+		l = nil
 	}
 	if sent != nil && resp.GetLease().GetName() != sent.GetName() {
 		resp.Ended = &coordinatorv1.EndedLease{Name: sent.GetName(), Client: sent.GetClient(), Message: "deleted"}
-		if l := c.cache.lease(sent.GetName()); l != nil {
-			resp.Ended.Reason, resp.Ended.Message = l.GetStatus().GetReason(), l.GetStatus().GetMessage()
+		if old := c.cache.lease(sent.GetName()); old != nil {
+			resp.Ended.Reason, resp.Ended.Message = old.GetStatus().GetReason(), old.GetStatus().GetMessage()
 		}
 	}
-	return resp
+	return resp, l
 }
 
 // window is how long an exporter stays online without news of it.

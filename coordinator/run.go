@@ -8,15 +8,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/client/coordclient"
 	"github.com/jumpmesh/jumpmesh/coordinator/certs"
+	"github.com/jumpmesh/jumpmesh/coordinator/relayhost"
 	"github.com/jumpmesh/jumpmesh/coordinator/store"
 	"github.com/jumpmesh/jumpmesh/coordinator/store/boltstore"
 	coordinatorv1 "github.com/jumpmesh/jumpmesh/proto/jumpmesh/coordinator/v1"
+	"github.com/jumpmesh/jumpmesh/relay"
 )
 
 // RunOptions configure a coordinator process.
@@ -42,8 +46,29 @@ type RunOptions struct {
 	TLSCert, TLSKey string
 	// Extra host names or addresses for the self-signed certificate.
 	TLSHosts []string
-	Config   Config
-	Logger   *slog.Logger
+	// Relay says which relay clients and exporters meet at.
+	Relay  RelayOptions
+	Config Config
+	Logger *slog.Logger
+}
+
+// RelayOptions say which relay the coordinator hands out: one built in,
+// with its certificate and signing keys (the default), one run apart, or
+// none.
+type RelayOptions struct {
+	// Endpoint is a relay run apart (`jmp relay`) to hand out instead of
+	// the built-in one.
+	Endpoint *coordinatorv1.RelayEndpoint
+	// Off runs no built-in relay.
+	Off bool
+	// Listen are the built-in relay's addresses. An empty UDP takes the
+	// coordinator's listen address (the same port, over UDP); an empty
+	// ProbeUDP or TCP the next port up.
+	Listen relayhost.Addrs
+	// Host is where peers reach the built-in relay; empty takes the
+	// advertised URL's host.
+	Host   string
+	Limits relay.Limits
 }
 
 // shutdownGrace is how long open calls get to finish when the process
@@ -88,12 +113,35 @@ func Run(ctx context.Context, o RunOptions) error {
 	endpoint := &coordinatorv1.Endpoint{Url: advertise(o.Advertise, ln.Addr()), CaFingerprint: certs.ChainFingerprint(cert)}
 
 	cfg := o.Config
-	cfg.Store, cfg.Endpoint, cfg.Logger = st, endpoint, log
+	cfg.Store, cfg.Endpoint, cfg.Logger, cfg.Relay = st, endpoint, log, o.Relay.Endpoint
+	var relaySockets *relayhost.Host
+	if cfg.Relay == nil && !o.Relay.Off {
+		if relaySockets, err = relayhost.Listen(relayAddrs(o.Relay.Listen, ln.Addr())); err != nil {
+			return fmt.Errorf("built-in %w; pick other ports with --relay-udp, --relay-probe-udp and --relay-tcp, or run none with --relay=false", err)
+		}
+		defer relaySockets.Close()
+		host := o.Relay.Host
+		if host == "" {
+			u, err := url.Parse(endpoint.GetUrl())
+			if err != nil {
+				return fmt.Errorf("advertised URL %q: %w", endpoint.GetUrl(), err)
+			}
+			host = u.Hostname()
+		}
+		cfg.Relay = relaySockets.Endpoint(host, endpoint.GetCaFingerprint())
+	}
 	c, err := New(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if relaySockets != nil {
+		stop, err := c.serveRelay(ctx, relaySockets, cert, o.Relay.Limits)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	if err := saveAdminConfig(ctx, c, st, o.DataDir, endpoint, log); err != nil {
 		return err
 	}
@@ -139,6 +187,59 @@ func Run(ctx context.Context, o RunOptions) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// relayAddrs fills in the built-in relay's default addresses from the
+// coordinator's: the same host, UDP on the same port, the probe port and
+// TCP on the next.
+func relayAddrs(a relayhost.Addrs, coord net.Addr) relayhost.Addrs {
+	host, portText, _ := net.SplitHostPort(coord.String())
+	port, _ := strconv.Atoi(portText)
+	at := func(p int) string { return net.JoinHostPort(host, strconv.Itoa(p%(1<<16))) }
+	if a.UDP == "" {
+		a.UDP = at(port)
+	}
+	if a.ProbeUDP == "" {
+		a.ProbeUDP = at(port + 1)
+	}
+	if a.TCP == "" {
+		a.TCP = at(port + 1)
+	}
+	return a
+}
+
+// serveRelay serves the built-in relay on h, with the coordinator's
+// certificate and keys and its metrics registry, until the returned stop.
+func (c *Coordinator) serveRelay(ctx context.Context, h *relayhost.Host, cert tls.Certificate, limits relay.Limits) (stop func(), err error) {
+	reset, err := relayhost.ResetKey(cert)
+	if err != nil {
+		return nil, err
+	}
+	r, err := relay.New(relay.Config{
+		TLS:               &tls.Config{Certificates: []tls.Certificate{cert}},
+		Tokens:            c.keys,
+		Limits:            limits,
+		Registerer:        c.m.Registerer(),
+		Logger:            c.log.With("part", "relay"),
+		StatelessResetKey: reset,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("built-in relay: %w", err)
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := h.Serve(rctx, r); err != nil {
+			c.log.Error("the built-in relay stopped", "err", err)
+		}
+	}()
+	ep := c.cfg.Relay
+	c.log.Info("built-in relay up", "udp", ep.GetUdp(), "probe_udp", ep.GetProbeUdp(), "tcp", ep.GetTcp())
+	return func() {
+		cancel()
+		<-done
+	}, nil
 }
 
 func loadCert(o RunOptions, addr net.Addr) (tls.Certificate, error) {

@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/jumpmesh/jumpmesh/coordinator/store"
+	"github.com/jumpmesh/jumpmesh/coordinator/token"
 	"github.com/jumpmesh/jumpmesh/proto/jumpmesh/coordinator/v1/coordinatorv1connect"
 )
 
@@ -18,7 +19,7 @@ const compressMinBytes = 4096
 // Paths served beside the API.
 const (
 	HealthPath  = "/healthz"
-	JWKSPath    = "/.well-known/jwks.json"
+	JWKSPath    = token.JWKSPath
 	MetricsPath = "/metrics"
 )
 

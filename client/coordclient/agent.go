@@ -43,9 +43,15 @@ type Agent struct {
 	Logger    *slog.Logger
 	// Backoff paces reconnecting; zero takes the default.
 	Backoff wait.Backoff
+	// OnSession, if set, gets the session token the coordinator gives for
+	// each client that dials the lease the exporter serves, and for each
+	// renewal, to join the session on the mesh with. It runs on the status
+	// stream's goroutine and must not block.
+	OnSession func(token string)
 
 	mu      sync.Mutex
 	current Assignment
+	relay   *coordinatorv1.RelayEndpoint
 	subs    map[chan Assignment]struct{}
 }
 
@@ -58,6 +64,15 @@ func (a *Agent) Current() Assignment {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.current
+}
+
+// Relay is the relay the coordinator named at the latest registration:
+// where the exporter meets its clients. Nil before the first, or when the
+// coordinator names none.
+func (a *Agent) Relay() *coordinatorv1.RelayEndpoint {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.relay
 }
 
 // Watch returns a channel that receives each new assignment (only the
@@ -145,6 +160,9 @@ func (a *Agent) session(ctx context.Context) (connected bool, err error) {
 	if interval <= 0 {
 		return false, errors.New("register: the coordinator gave no heartbeat interval")
 	}
+	a.mu.Lock()
+	a.relay = reg.Msg.GetRelay()
+	a.mu.Unlock()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream := a.Client.Exporters.Status(sctx)
@@ -179,15 +197,17 @@ func (a *Agent) session(ctx context.Context) (connected bool, err error) {
 			}
 			return connected, fmt.Errorf("status stream: %w", err)
 		}
-		if !connected {
+		first := !connected
+		if first {
 			connected = true
 			a.log().Info("online at the coordinator", "endpoint", a.Client.Endpoint)
 		}
-		a.apply(resp)
+		a.apply(resp, first)
 	}
 }
 
-func (a *Agent) apply(resp *coordinatorv1.StatusResponse) {
+// apply takes a status message, the first of its stream if first.
+func (a *Agent) apply(resp *coordinatorv1.StatusResponse, first bool) {
 	asg := Assignment{Online: true}
 	if l := resp.GetLease(); l != nil {
 		asg.Lease, asg.Client, asg.EndTime = l.GetName(), l.GetClient(), l.GetEndTime().AsTime()
@@ -196,8 +216,15 @@ func (a *Agent) apply(resp *coordinatorv1.StatusResponse) {
 		asg.Ended, asg.EndedReason, asg.EndedMsg = e.GetName(), e.GetReason(), e.GetMessage()
 		a.log().Info("lease ended", "lease", e.GetName(), "client", e.GetClient(), "reason", e.GetReason().String(), "message", e.GetMessage())
 	}
-	if asg.Lease != "" {
+	// Messages that only carry session tokens repeat the lease: it is
+	// logged when it changes, and when a stream starts.
+	if prev := a.Current(); asg.Lease != "" && (first || asg.Lease != prev.Lease || !asg.EndTime.Equal(prev.EndTime)) {
 		a.log().Info("serving lease", "lease", asg.Lease, "client", asg.Client, "until", asg.EndTime.Local().Format(time.DateTime))
 	}
 	a.set(asg)
+	if a.OnSession != nil {
+		for _, tok := range resp.GetSessionTokens() {
+			a.OnSession(tok)
+		}
+	}
 }

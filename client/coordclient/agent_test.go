@@ -18,6 +18,7 @@ import (
 	coordinatorv1 "github.com/jumpmesh/jumpmesh/proto/jumpmesh/coordinator/v1"
 	jumpmeshv1 "github.com/jumpmesh/jumpmesh/proto/jumpmesh/v1"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
@@ -48,8 +49,9 @@ func TestAgent(t *testing.T) {
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"))
 	require.NoError(t, err)
 	defer st.Close()
+	relay := &coordinatorv1.RelayEndpoint{Udp: "relay.test:3478", Tcp: "relay.test:443", CaFingerprint: "sha256:00"}
 	c, err := coordinator.New(context.Background(), coordinator.Config{Store: st, HeartbeatInterval: 100 * time.Millisecond,
-		Logger: slog.New(slog.DiscardHandler)})
+		Relay: relay, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	defer c.Close()
 	_, etok, err := c.CreateExporter(context.Background(), "e1", map[string]string{"board": "rpi4"})
@@ -68,8 +70,10 @@ func TestAgent(t *testing.T) {
 
 	pub, _, err := ed25519.GenerateKey(rand.Reader)
 	require.NoError(t, err)
+	sessions := make(chan string, 16)
 	agent := &coordclient.Agent{Client: cl, Report: &jumpmeshv1.Report{Drivers: []*jumpmeshv1.DriverReport{{Name: "power"}}},
-		PublicKey: pub, Logger: slog.New(slog.DiscardHandler), Backoff: wait.Backoff{Duration: 10 * time.Millisecond, Factor: 2, Steps: 100, Cap: 100 * time.Millisecond}}
+		PublicKey: pub, Logger: slog.New(slog.DiscardHandler), Backoff: wait.Backoff{Duration: 10 * time.Millisecond, Factor: 2, Steps: 100, Cap: 100 * time.Millisecond},
+		OnSession: func(tok string) { sessions <- tok }}
 	updates, stop := agent.Watch()
 	defer stop()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -81,6 +85,7 @@ func TestAgent(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []byte(pub), e.GetPublicKey(), "it registered its key")
 	require.Len(t, e.GetReport().GetDrivers(), 1)
+	require.True(t, proto.Equal(relay, agent.Relay()), "it learned the relay")
 
 	alice := coordinator.Identity{Kind: token.Client, Name: "alice"}
 	l, err := c.CreateLease(context.Background(), alice, &coordinatorv1.CreateLeaseRequest{Exporter: "e1", Duration: durationpb.New(time.Hour)})
@@ -88,6 +93,21 @@ func TestAgent(t *testing.T) {
 	name := l.GetMetadata().GetName()
 	got := next(t, updates, func(a coordclient.Assignment) bool { return a.Lease == name })
 	require.Equal(t, "alice", got.Client)
+
+	// Alice dials: the exporter gets a token for her session.
+	clientKey, _, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	_, err = c.Dial(context.Background(), alice, name, clientKey)
+	require.NoError(t, err)
+	select {
+	case tok := <-sessions:
+		claims, err := cl.KeySet().Verify(tok, token.Session, token.ExporterAudience("e1"), time.Now())
+		require.NoError(t, err)
+		require.Equal(t, name, claims.Lease)
+		require.Equal(t, token.Thumbprint(clientKey), claims.Cnf.JKT)
+	case <-time.After(deadline):
+		t.Fatal("the agent got no session token")
+	}
 
 	// The connection drops; the agent comes back to the same lease.
 	// Drained first, so the update awaited next can only be the reconnect's:

@@ -108,13 +108,17 @@ func (b *bearerInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFu
 	return next
 }
 
-// FingerprintError is a coordinator certificate the config does not trust.
+// FingerprintError is a certificate, the coordinator's or the relay's, that
+// is not the one trusted.
 type FingerprintError struct {
+	// Of is whose certificate it is, By who named the one to trust: the
+	// coordinator and the config, or the relay and the coordinator.
+	Of, By    string
 	Want, Got string
 }
 
 func (e *FingerprintError) Error() string {
-	return fmt.Sprintf("the coordinator's certificate is %s, but the config trusts %s", e.Got, e.Want)
+	return fmt.Sprintf("%s's certificate is %s, but %s trusts %s", e.Of, e.Got, e.By, e.Want)
 }
 
 func clientTLS(t TLSConfig, dir string) (*tls.Config, error) {
@@ -136,15 +140,22 @@ func clientTLS(t TLSConfig, dir string) (*tls.Config, error) {
 	if t.CAFingerprint == "" {
 		return nil, errors.New("tls: the config gives neither caFingerprint nor caFile")
 	}
-	want := NormalizeFingerprint(t.CAFingerprint)
+	return pinnedTLS(t.CAFingerprint, "the coordinator", "the config"), nil
+}
+
+// pinnedTLS trusts the certificate chains that hold the certificate of
+// fingerprint: of's, as by named it.
+func pinnedTLS(fingerprint, of, by string) *tls.Config {
+	want := NormalizeFingerprint(fingerprint)
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// The chain is checked below against the pinned fingerprint instead of
-		// a CA: the coordinator's certificate is self-signed.
+		// a CA: the coordinator's (and its relay's) certificate is
+		// self-signed.
 		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
-				return errors.New("the coordinator sent no certificate")
+				return fmt.Errorf("%s sent no certificate", of)
 			}
 			for _, c := range cs.PeerCertificates {
 				if NormalizeFingerprint(certs.Fingerprint(c.Raw)) == want {
@@ -152,9 +163,9 @@ func clientTLS(t TLSConfig, dir string) (*tls.Config, error) {
 				}
 			}
 			last := cs.PeerCertificates[len(cs.PeerCertificates)-1]
-			return &FingerprintError{Want: t.CAFingerprint, Got: certs.Fingerprint(last.Raw)}
+			return &FingerprintError{Of: of, By: by, Want: fingerprint, Got: certs.Fingerprint(last.Raw)}
 		},
-	}, nil
+	}
 }
 
 // NormalizeFingerprint accepts a SHA-256 fingerprint as "sha256:hex",

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -63,7 +67,13 @@ interfaces it implements (power, serial, storage, ...).`,
 	}
 	root.Args = cobra.NoArgs
 	root.RunE = func(cmd *cobra.Command, _ []string) error {
-		return printTree(cmd.OutOrStdout(), report, cmd)
+		if err := printTree(cmd.OutOrStdout(), report, cmd); err != nil {
+			return err
+		}
+		if status := sessionStatus(); status != "" {
+			fmt.Fprintf(cmd.OutOrStdout(), "session: %s\n", status)
+		}
+		return nil
 	}
 	children := map[string][]*jumpmeshv1.DriverReport{}
 	for _, d := range report.GetDrivers() {
@@ -155,6 +165,27 @@ func printTree(w io.Writer, r *jumpmeshv1.Report, root *cobra.Command) error {
 	}
 	walk("", "", root)
 	return tw.Flush()
+}
+
+// statusTimeout bounds asking jmp shell how the session goes: it answers
+// at once, or not at all.
+const statusTimeout = time.Second
+
+// sessionStatus is how the session of the jmp shell j runs in goes ("direct,
+// rtt 0.42ms"), or "" for a session with no such status (local mode).
+func sessionStatus() string {
+	dir := os.Getenv(sessionDirEnv)
+	if dir == "" {
+		return ""
+	}
+	c, err := net.DialTimeout("unix", filepath.Join(dir, statusSocketName), statusTimeout)
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(statusTimeout))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line)
 }
 
 // exitCoder is an error that carries the exit code j should end with, as

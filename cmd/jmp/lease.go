@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -118,7 +119,7 @@ func newCreateLeaseCmd(cf *clientFlags) *cobra.Command {
 				return c.Explain(err)
 			}
 			if wait != "" {
-				l, err = waitReady(ctx, c, l, timeout, cmd.ErrOrStderr())
+				l, err = waitReady(ctx, c, l, timeout, cmd.ErrOrStderr(), true)
 				if err != nil {
 					return err
 				}
@@ -140,10 +141,11 @@ func newCreateLeaseCmd(cf *clientFlags) *cobra.Command {
 	return cmd
 }
 
-// waitReady watches a lease until it is ready. If it ends first, or the
-// wait times out or is interrupted, the lease is withdrawn and an error
-// says why.
-func waitReady(ctx context.Context, c *coordclient.Client, l *coordinatorv1.Lease, timeout time.Duration, progress interface{ Write([]byte) (int, error) }) (*coordinatorv1.Lease, error) {
+// waitReady watches a lease until it is ready, writing why it waits to
+// progress. If it ends first, or the wait times out or is interrupted, an
+// error says why; a lease of the caller's own (made for this wait) is then
+// withdrawn.
+func waitReady(ctx context.Context, c *coordclient.Client, l *coordinatorv1.Lease, timeout time.Duration, progress io.Writer, own bool) (*coordinatorv1.Lease, error) {
 	name := l.GetMetadata().GetName()
 	wctx := ctx
 	var cancel context.CancelFunc = func() {}
@@ -152,6 +154,9 @@ func waitReady(ctx context.Context, c *coordclient.Client, l *coordinatorv1.Leas
 	}
 	defer cancel()
 	withdraw := func(why string) error {
+		if !own {
+			return errors.New(why)
+		}
 		// The caller gave up: withdraw it, even though ctx may be done.
 		_, err := c.Leases.DeleteLease(context.WithoutCancel(ctx), connect.NewRequest(&coordinatorv1.DeleteLeaseRequest{Name: name}))
 		if err != nil {

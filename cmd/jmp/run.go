@@ -1,11 +1,12 @@
 package main
 
 import (
+	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/jumpmesh/jumpmesh/client/coordclient"
 	"github.com/jumpmesh/jumpmesh/exporter"
@@ -13,7 +14,7 @@ import (
 )
 
 func newRunCmd() *cobra.Command {
-	var configFile string
+	var configFile, keyFile string
 	var logLevel slog.Level
 	cmd := &cobra.Command{
 		Use:   "run --exporter-config FILE",
@@ -21,6 +22,12 @@ func newRunCmd() *cobra.Command {
 		Long: `Run an exporter daemon. It builds the driver tree of its ExporterConfig,
 registers it with the coordinator, keeps its status stream (reconnecting with
 backoff when the coordinator goes away) and learns which lease it serves.
+When the lease's client connects (jmp shell), the coordinator hands the
+exporter a session token; the exporter joins the session at the relay and
+serves the client over the mesh, directly or relayed.
+
+Its mesh key, which the coordinator pins, is kept in --mesh-key (made on
+first start, readable by its owner only).
 Make the config with 'jmp admin create exporter NAME --export-from FILE -o FILE'.`,
 		Example: "  jmp run --exporter-config bench-01.yaml",
 		Args:    cobra.NoArgs,
@@ -37,6 +44,16 @@ Make the config with 'jmp admin create exporter NAME --export-from FILE -o FILE'
 				return fmt.Errorf("%s has no endpoint or token: make it with `jmp admin create exporter %s --export-from %s -o FILE`",
 					configFile, cfg.Metadata.Name, configFile)
 			}
+			if keyFile == "" {
+				keyFile = meshKeyPath(configFile)
+			}
+			key, made, err := loadMeshKey(keyFile)
+			if err != nil {
+				return err
+			}
+			if made {
+				log.Info("made a new mesh key", "path", keyFile)
+			}
 			c, err := coordclient.New(coordclient.Conn{
 				Endpoint: cfg.Endpoint,
 				TLS:      coordclient.TLSConfig{CAFingerprint: cfg.TLS.CAFingerprint, CAFile: cfg.TLS.CAFile},
@@ -52,18 +69,22 @@ Make the config with 'jmp admin create exporter NAME --export-from FILE -o FILE'
 				return err
 			}
 			defer e.Close()
-			// The mesh key lives as long as the process: every start
-			// registers a new one.
-			pub, _, err := ed25519.GenerateKey(rand.Reader)
-			if err != nil {
-				return fmt.Errorf("generate mesh key: %w", err)
-			}
-			agent := &coordclient.Agent{Client: c, Report: e.Report(), PublicKey: pub, Logger: log}
+			m := newMeshExporter(e, key, c.KeySet(), log)
+			agent := &coordclient.Agent{Client: c, Report: e.Report(), PublicKey: key.Public().(ed25519.PublicKey), Logger: log, OnSession: m.offer}
+			m.agent = agent
 			log.Info("exporter starting", "name", cfg.Metadata.Name, "coordinator", cfg.Endpoint)
-			return agent.Run(cmd.Context())
+			ctx, stop := context.WithCancel(cmd.Context())
+			defer stop()
+			var wg sync.WaitGroup
+			wg.Go(func() { m.run(ctx) })
+			err = agent.Run(ctx)
+			stop()
+			wg.Wait()
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&configFile, "exporter-config", "", "the exporter's ExporterConfig `FILE` (from 'jmp admin create exporter')")
+	cmd.Flags().StringVar(&keyFile, "mesh-key", "", "the exporter's mesh key `FILE`, made if missing (default: beside the config, NAME.key)")
 	cmd.Flags().TextVar(&logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	return cmd
 }

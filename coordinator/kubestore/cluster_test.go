@@ -43,7 +43,7 @@ func TestRoundTrip(t *testing.T) {
 				BeginTime: at(2), EndTime: at(3), Tags: map[string]string{"ci": "42"}},
 			Status: &coordinatorv1.LeaseStatus{State: ready, Reason: coordinatorv1.LeaseReason_LEASE_REASON_PREEMPTION_NOTICE,
 				Message: "m", Exporter: "e1", BeginTime: at(4), EndTime: at(5), Priority: 7, Preemptible: true, PreemptedBy: "l2",
-				TransitionTime: at(6), QueuePosition: 3}},
+				TransitionTime: at(6), QueuePosition: 3, Dials: []*coordinatorv1.LeaseDial{{ClientKeyThumbprint: "jkt", ExpireTime: at(8)}}}},
 		&coordinatorv1.AccessPolicy{Metadata: meta("p1"), ExporterSelector: "board=rpi4", Rules: []*coordinatorv1.AccessRule{
 			{ClientSelector: "team=a", Priority: 5, MaximumDuration: durationpb.New(time.Hour), Preemptible: true}, {}}},
 		&coordinatorv1.SigningKey{Metadata: meta("20260101-abc"), Seed: []byte("0123456789abcdef0123456789abcdef"), RetireTime: at(7)},

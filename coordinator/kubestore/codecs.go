@@ -2,6 +2,7 @@ package kubestore
 
 import (
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/coordinator/kubestore/api/v1alpha1"
@@ -162,12 +163,16 @@ func (leaseCodec) decode(o *v1alpha1.Lease) (store.Object, error) {
 	}
 	// A lease made with kubectl has no status until the coordinator gives
 	// it one; the record then has none either.
-	if st != (v1alpha1.LeaseStatus{}) {
+	if !reflect.DeepEqual(st, v1alpha1.LeaseStatus{}) {
 		l.Status = &coordinatorv1.LeaseStatus{
 			State: coordinatorv1.LeaseState(state), Reason: coordinatorv1.LeaseReason(reason), Message: st.Message,
 			Exporter: st.Exporter, BeginTime: fromTime(st.BeginTime), EndTime: fromTime(st.EndTime),
 			Priority: st.Priority, Preemptible: st.Preemptible, PreemptedBy: st.PreemptedBy,
 			TransitionTime: fromTime(st.TransitionTime), QueuePosition: st.QueuePosition,
+		}
+		for _, d := range st.Dials {
+			l.Status.Dials = append(l.Status.Dials, &coordinatorv1.LeaseDial{
+				ClientKeyThumbprint: d.ClientKeyThumbprint, ExpireTime: fromTime(d.ExpireTime)})
 		}
 	}
 	return l, nil
@@ -185,6 +190,10 @@ func (leaseCodec) encode(rec store.Object, o *v1alpha1.Lease) {
 		Message: st.GetMessage(), Exporter: st.GetExporter(), BeginTime: toTime(st.GetBeginTime()), EndTime: toTime(st.GetEndTime()),
 		Priority: st.GetPriority(), Preemptible: st.GetPreemptible(), PreemptedBy: st.GetPreemptedBy(),
 		TransitionTime: toTime(st.GetTransitionTime()), QueuePosition: st.GetQueuePosition(),
+	}
+	for _, d := range st.GetDials() {
+		o.Status.Dials = append(o.Status.Dials, v1alpha1.LeaseDial{
+			ClientKeyThumbprint: d.GetClientKeyThumbprint(), ExpireTime: toTime(d.GetExpireTime())})
 	}
 }
 

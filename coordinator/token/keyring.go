@@ -107,6 +107,9 @@ func (k *Keyring) Verify(raw string, kind Kind, audience string, now time.Time) 
 	return v.Verify(raw, kind, audience, now)
 }
 
+// JWKSPath is where the coordinator serves its JWKS, beside its API.
+const JWKSPath = "/.well-known/jwks.json"
+
 // JWKS is the public keys as a JSON Web Key Set (RFC 7517, OKP keys of
 // RFC 8037).
 func (k *Keyring) JWKS() ([]byte, error) {

@@ -58,6 +58,9 @@ var (
 	ErrExpired   = errors.New("token expired")
 	ErrWrongKind = errors.New("token of the wrong kind")
 	ErrInvalid   = errors.New("token invalid")
+	// ErrUnknownKey: the token's kid is none of the verifier's keys; one
+	// fetched from the JWKS may be stale (the coordinator rotated its key).
+	ErrUnknownKey = errors.New("unknown signing key")
 )
 
 // method is the only signing algorithm: validation pins it.
@@ -100,7 +103,7 @@ func (v *Verifier) Verify(raw string, kind Kind, audience string, now time.Time)
 		kid, _ := t.Header["kid"].(string)
 		key, ok := v.Keys[kid]
 		if !ok {
-			return nil, fmt.Errorf("unknown signing key %q", kid)
+			return nil, fmt.Errorf("%w %q", ErrUnknownKey, kid)
 		}
 		return key, nil
 	})

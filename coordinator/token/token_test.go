@@ -83,7 +83,7 @@ func TestVerify(t *testing.T) {
 		{name: "wrong key with a known kid", token: forge(t, method, other.Private, "k1", Client.typ(), good()),
 			kind: Client, audience: CoordinatorAudience, now: t0, wantErr: ErrInvalid},
 		{name: "unknown kid", token: forge(t, method, key.Private, "k9", Client.typ(), good()),
-			kind: Client, audience: CoordinatorAudience, now: t0, wantErr: ErrInvalid},
+			kind: Client, audience: CoordinatorAudience, now: t0, wantErr: ErrUnknownKey},
 		{name: "alg none", token: forge(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "k1", Client.typ(), good()),
 			kind: Client, audience: CoordinatorAudience, now: t0, wantErr: ErrInvalid},
 		{name: "HS256 keyed with the public key", token: forge(t, jwt.SigningMethodHS256, []byte(pub), "k1", Client.typ(), good()),

@@ -30,6 +30,10 @@ import (
 // offline and leases lost within seconds.
 var coordTimings = []string{"--heartbeat-interval", "500ms", "--exporter-grace", "3s", "--preemption-notice", "1s"}
 
+// relayPorts puts the coordinator's built-in relay on ports of the
+// system's choosing: tests run side by side.
+var relayPorts = []string{"--relay-udp", "127.0.0.1:0", "--relay-probe-udp", "127.0.0.1:0", "--relay-tcp", "127.0.0.1:0"}
+
 // waitTimeout bounds every wait for the lab to reach a state.
 const waitTimeout = 30 * time.Second
 
@@ -128,6 +132,7 @@ func newLab(t *testing.T, extra ...string) *lab {
 	require.NoError(t, ln.Close())
 	l := &lab{t: t, dir: dir, addr: addr, boards: board(t)}
 	args := append([]string{"coordinator", "--data-dir", filepath.Join(dir, "data"), "--listen", addr}, coordTimings...)
+	args = append(args, relayPorts...)
 	var env []string
 	if os.Getenv(storeEnv) == "kubernetes" {
 		if noKube != nil {

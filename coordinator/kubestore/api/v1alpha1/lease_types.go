@@ -90,6 +90,23 @@ type LeaseStatus struct {
 	// QueuePosition is how many pending leases go before it.
 	// +optional
 	QueuePosition int32 `json:"queuePosition,omitempty"`
+	// Dials are the client's live mesh sessions, one per client key: the
+	// coordinator holding the exporter's status stream gives the exporter
+	// a token for each.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Dials []LeaseDial `json:"dials,omitempty"`
+}
+
+// LeaseDial is one mesh session a client asked for. Its tokens are never
+// stored.
+type LeaseDial struct {
+	// ClientKeyThumbprint is the RFC 7638 thumbprint of the client's key.
+	// +kubebuilder:validation:MaxLength=64
+	ClientKeyThumbprint string `json:"clientKeyThumbprint"`
+	// ExpireTime is when the session's newest token expires.
+	ExpireTime *Time `json:"expireTime"`
 }
 
 // LeaseState is a lease's state.
