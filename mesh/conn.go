@@ -29,21 +29,22 @@ type Conn struct {
 	// gone is closed when everything the session held is released.
 	gone chan struct{}
 
+	// accepted, on an exporter, carries the streams of all the session's
+	// connections to AcceptStream: the client uses one, but which one
+	// the exporter cannot know before its first stream (a connection
+	// that lost the client's race may not be closed for a while).
+	accepted chan *quic.Stream
+
 	mu      sync.Mutex
 	qc      *quic.Conn
 	path    Path
 	changed chan struct{} // closed and replaced when qc or path change
-	// qcDone ends when qc is replaced: AcceptStream moves on then.
-	qcDone   context.Context
-	qcCancel context.CancelFunc
-	done     chan struct{}
-	err      error
+	done    chan struct{}
+	err     error
 }
 
 func newConn(stop func()) *Conn {
-	c := &Conn{stop: stop, changed: make(chan struct{}), done: make(chan struct{}), gone: make(chan struct{})}
-	c.qcDone, c.qcCancel = context.WithCancel(context.Background())
-	return c
+	return &Conn{stop: stop, changed: make(chan struct{}), done: make(chan struct{}), gone: make(chan struct{})}
 }
 
 // set makes qc the connection, on path.
@@ -52,10 +53,6 @@ func (c *Conn) set(qc *quic.Conn, path Path) {
 	defer c.mu.Unlock()
 	if c.qc == qc && c.path == path {
 		return
-	}
-	if c.qc != qc {
-		c.qcCancel()
-		c.qcDone, c.qcCancel = context.WithCancel(context.Background())
 	}
 	c.qc, c.path = qc, path
 	close(c.changed)
@@ -73,7 +70,6 @@ func (c *Conn) finish(err error) {
 	}
 	c.err = err
 	c.qc, c.path = nil, PathNone
-	c.qcCancel()
 	close(c.done)
 	close(c.changed)
 	c.changed = make(chan struct{})
@@ -111,35 +107,16 @@ func (c *Conn) OpenStream(ctx context.Context) (wire.Stream, error) {
 	}
 }
 
-// AcceptStream returns the next stream the client opens, on the session's
-// newest connection (an older one is dead, or lost the race to be the
-// connection and carries nothing). It fails once the session ends.
+// AcceptStream returns the next stream the client opens, on any of the
+// session's connections. It fails once the session ends.
 func (c *Conn) AcceptStream(ctx context.Context) (wire.Stream, error) {
-	for {
-		c.mu.Lock()
-		qc, changed, qcDone := c.qc, c.changed, c.qcDone
-		c.mu.Unlock()
-		if err := c.Err(); err != nil {
-			return nil, err
-		}
-		if qc != nil {
-			actx, cancel := context.WithCancel(ctx)
-			stop := context.AfterFunc(qcDone, cancel)
-			s, err := qc.AcceptStream(actx)
-			stop()
-			cancel()
-			if err == nil {
-				return &stream{Stream: s, c: c}, nil
-			}
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	select {
+	case s := <-c.accepted:
+		return &stream{Stream: s, c: c}, nil
+	case <-c.done:
+		return nil, c.Err()
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 

@@ -329,6 +329,9 @@ func (c *client) dialed(a *attempt, qc *quic.Conn, err error) {
 	c.qc, c.path, c.current, c.direct = qc, path, nil, direct
 	if s, err := qc.OpenUniStream(); err == nil {
 		c.ctrl = s
+		// Tells the exporter at once which of its connections this one
+		// is; a connection that lost the race may linger there.
+		c.control(&meshv1.Control{Msg: &meshv1.Control_Nudge{Nudge: &meshv1.Nudge{}}})
 	}
 	if path == PathDirect {
 		c.s.punch.stop()
@@ -560,7 +563,11 @@ func (c *client) refreshed(tok string, err error) {
 		return
 	}
 	if idOf(claims) != c.s.id || !claims.ExpiresAt.After(c.deadline) {
-		c.p.log.Info("the session cannot be renewed further; it ends with its token", "expires", c.deadline)
+		// The lease ends with this token, unless someone extends it:
+		// ask again, more often as the end nears.
+		if left := time.Until(c.deadline); left > refreshRetry {
+			c.renewal = c.after(max(refreshRetry, left/8), c.refresh)
+		}
 		return
 	}
 	c.deadline = claims.ExpiresAt.Time

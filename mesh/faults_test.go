@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -13,17 +14,21 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/client"
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/netsim"
 	"github.com/jumpmesh/jumpmesh/relay"
 	"github.com/stretchr/testify/require"
 )
 
 // faultySocket is a peer's socket that a test can break: cut drops what
 // goes to or comes from anyone but the relay (a NAT forgot the mapping, the
-// network changed), dead drops everything (the process crashed).
+// network changed), dead drops everything (the process crashed), and
+// stall holds the next datagram that comes in that long (the process was
+// slow to run).
 type faultySocket struct {
 	net.PacketConn
 	relay     netip.Addr
 	cut, dead atomic.Bool
+	stall     atomic.Int64 // a time.Duration
 }
 
 func (f *faultySocket) drops(a net.Addr) bool {
@@ -38,6 +43,7 @@ func (f *faultySocket) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
 		n, a, err := f.PacketConn.ReadFrom(b)
 		if err != nil || !f.drops(a) {
+			time.Sleep(time.Duration(f.stall.Swap(0)))
 			return n, a, err
 		}
 	}
@@ -48,6 +54,16 @@ func (f *faultySocket) WriteTo(b []byte, a net.Addr) (int, error) {
 		return len(b), nil
 	}
 	return f.PacketConn.WriteTo(b, a)
+}
+
+// WriteToTTL passes a packet's TTL on to the simulator's socket.
+func (f *faultySocket) WriteToTTL(b []byte, a net.Addr, ttl int) (int, error) {
+	if f.drops(a) {
+		return len(b), nil
+	}
+	return f.PacketConn.(interface {
+		WriteToTTL([]byte, net.Addr, int) (int, error)
+	}).WriteToTTL(b, a, ttl)
 }
 
 func (f *faultySocket) SetReadBuffer(n int) error {
@@ -168,6 +184,41 @@ func TestRelayRestarts(t *testing.T) {
 	}
 }
 
+// TestConntrackTrap: both sites' Linux routers let unsolicited UDP in,
+// and the exporter acts on the relay's word to punch 50 ms after the
+// client (a busy machine). Had the client's first ping reached the
+// exporter's router before the exporter's own packets left, that router
+// would have kept a conntrack entry moving the exporter's mapping to
+// another port; the packets that open each side's NAT without reaching
+// the other's, and the first ping's lead, keep the trap shut: the session
+// goes direct in the first round.
+func TestConntrackTrap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		accepting := natType{name: "accepting", nat: netsim.NAT{Filtering: netsim.AddressAndPortDependent, AcceptUnsolicited: true}}
+		var trapped atomic.Int32
+		n, err := netsim.New(natTopology(accepting, accepting), netsim.WithTrace(func(e netsim.Event) {
+			if e.Kind == netsim.EventDrop && e.Reason == netsim.DropConntrack {
+				trapped.Add(1)
+			}
+		}))
+		require.NoError(t, err)
+		t.Cleanup(func() { n.Close() })
+		s := &sim{t: t, n: n}
+		l := newLab(t)
+		l.startRelay(s.host("relay"), relay.Limits{}, nil)
+		wrap, sock := l.faulty()
+		es := l.startExporter(s.host("exporter"), wrap)
+		tok := l.auth.session(t, "lease-1", l.clientKey.Public().(ed25519.PublicKey), exporterName, time.Hour)
+		es.serve(t, tok)
+		synctest.Wait()
+		sock.stall.Store(int64(50 * time.Millisecond)) // the relay's Paired, next in
+		conn, sess := l.dial(s.host("client"), tok, mesh.Auto)
+		waitPath(t, conn, mesh.PathDirect, 4*time.Second) // within the first punching round
+		powerOn(t, sess)
+		require.Zero(t, trapped.Load(), "no packet was absorbed by a conntrack entry")
+	})
+}
+
 // TestExporterRestarts: the exporter process dies and a new one joins the
 // session; the console open at the time ends, saying why, and the session
 // goes on with the new process.
@@ -229,8 +280,9 @@ func TestLeaseExpires(t *testing.T) {
 }
 
 // TestTokenRenewal: a session outlives its first token when the client
-// renews it, and ends with its lease, when the renewed tokens stop getting
-// later.
+// renews it; when the renewed tokens stop getting later it keeps asking,
+// so an extension of the lease late in its life is not missed; and it
+// ends with its lease.
 func TestTokenRenewal(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		easy := natType{name: "easy"}
@@ -239,12 +291,17 @@ func TestTokenRenewal(t *testing.T) {
 		l.startRelay(s.host("relay"), relay.Limits{}, nil)
 		es := l.startExporter(s.host("exporter"), nil)
 		key := l.clientKey.Public().(ed25519.PublicKey)
-		leaseEnd := time.Now().Add(5 * time.Minute)
-		var issued atomic.Int32
+		var (
+			mu       sync.Mutex
+			leaseEnd = time.Now().Add(5 * time.Minute)
+			issued   int
+		)
 		// As the coordinator does: two minutes, or less when the lease
 		// ends sooner.
 		coordinator := func() string {
-			issued.Add(1)
+			mu.Lock()
+			defer mu.Unlock()
+			issued++
 			return l.auth.session(t, "lease-1", key, exporterName, min(2*time.Minute, time.Until(leaseEnd)))
 		}
 		tok := coordinator()
@@ -258,10 +315,49 @@ func TestTokenRenewal(t *testing.T) {
 
 		time.Sleep(4 * time.Minute)
 		powerOn(t, sess) // past the first two tokens' expiry
-		require.Greater(t, issued.Load(), int32(3))
+		mu.Lock()
+		require.Greater(t, issued, 3)
+		mu.Unlock()
+
+		// The tokens now end with the lease; half a minute before its
+		// end, someone extends it by three minutes.
+		time.Sleep(30 * time.Second)
+		mu.Lock()
+		leaseEnd = leaseEnd.Add(3 * time.Minute)
+		want := leaseEnd
+		mu.Unlock()
+		time.Sleep(time.Minute) // past the lease's first end
+		powerOn(t, sess)
+
 		<-conn.Done()
 		require.ErrorIs(t, conn.Err(), mesh.ErrSessionExpired)
 		<-econn.Done()
-		require.WithinDuration(t, leaseEnd, time.Now(), time.Second, "the session ends with the lease")
+		require.ErrorIs(t, econn.Err(), mesh.ErrSessionExpired)
+		require.WithinDuration(t, want, time.Now(), time.Second, "the session ends with the extended lease")
+	})
+}
+
+// TestClientCloses: when the client closes its session, the exporter's
+// side ends at once, not at the token's expiry, and a new session of the
+// same lease can start right after.
+func TestClientCloses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		easy := natType{name: "easy"}
+		s := startSim(t, natTopology(easy, easy))
+		l := newLab(t)
+		l.startRelay(s.host("relay"), relay.Limits{}, nil)
+		es := l.startExporter(s.host("exporter"), nil)
+		key := l.clientKey.Public().(ed25519.PublicKey)
+		for round := range 3 {
+			tok := l.auth.session(t, "lease-1", key, exporterName, time.Hour)
+			econn := es.serve(t, tok)
+			conn, sess := l.dial(s.host("client"), tok, mesh.Auto)
+			powerOn(t, sess)
+			start := time.Now()
+			require.NoError(t, conn.Close())
+			<-econn.Done()
+			require.ErrorIs(t, econn.Err(), mesh.ErrSessionEnded, "round %d", round)
+			require.Less(t, time.Since(start), time.Second, "round %d: the exporter's side ends within a round trip or so", round)
+		}
 	})
 }

@@ -106,19 +106,24 @@ func (l *Listener) Join(ctx context.Context, tok string) (*Conn, error) {
 		return nil, fmt.Errorf("mesh: join session: the token is not a session token for exporter %s bound to a client key", l.cfg.Name)
 	}
 	name := idOf(claims).serverName()
-	l.mu.Lock()
-	if l.closed {
+	var es *exporterSession
+	for es == nil {
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			return nil, errors.New("mesh: join session: the listener is closed")
+		}
+		if cur := l.sessions[name]; cur != nil {
+			l.mu.Unlock()
+			if cur.renew(tok) {
+				return cur.conn, nil
+			}
+			continue // it ended meanwhile: this token starts it anew
+		}
+		es = l.newSession(claims, tok)
+		l.sessions[name] = es
 		l.mu.Unlock()
-		return nil, errors.New("mesh: join session: the listener is closed")
 	}
-	if es := l.sessions[name]; es != nil {
-		l.mu.Unlock()
-		es.loop.post(func() { es.refresh(tok) })
-		return es.conn, nil
-	}
-	es := l.newSession(claims, tok)
-	l.sessions[name] = es
-	l.mu.Unlock()
 	es.loop.post(es.s.start)
 	select {
 	case <-es.joined:
@@ -188,6 +193,7 @@ func (l *Listener) newSession(claims *token.Claims, tok string) *exporterSession
 		es.loop.post(func() { es.finish(ErrSessionClosed, codeSessionEnded, "the exporter ended the session") })
 	})
 	es.conn.followRemote = true
+	es.conn.accepted = make(chan *quic.Stream)
 	es.wg.Go(func() { es.loop.run(es.ctx) })
 	es.loop.post(func() { es.expiry = time.AfterFunc(time.Until(es.deadline), func() { es.loop.post(es.expire) }) })
 	return es
@@ -253,14 +259,31 @@ func (es *exporterSession) add(qc *quic.Conn, relayed Path) {
 		return
 	}
 	es.conns[qc] = relayed
-	es.conn.set(qc, relayed)
+	if cur, _ := es.conn.state(); cur == nil {
+		es.conn.set(qc, relayed)
+	}
 	es.wg.Go(func() { es.serve(qc) })
 }
 
-// serve reads a connection's control stream and forgets the connection
-// when it ends. Its streams go to Conn.AcceptStream.
+// serve hands a connection's streams to Conn.AcceptStream and reads its
+// control stream, until the connection ends. The connection a stream or a
+// control message last came on is the one the client uses: it becomes
+// the session's for Path and RTT.
 func (es *exporterSession) serve(qc *quic.Conn) {
 	es.wg.Go(func() { es.readControl(qc) })
+	for {
+		s, err := qc.AcceptStream(es.ctx)
+		if err != nil {
+			break
+		}
+		es.loop.post(func() { es.used(qc) })
+		select {
+		case es.conn.accepted <- s:
+		case <-es.ctx.Done():
+			s.CancelRead(0)
+			s.CancelWrite(0)
+		}
+	}
 	select {
 	case <-qc.Context().Done():
 	case <-es.ctx.Done():
@@ -279,39 +302,67 @@ func (es *exporterSession) readControl(qc *quic.Conn) {
 		if err != nil {
 			return
 		}
+		es.loop.post(func() { es.used(qc) })
 		if tok := m.GetRefresh().GetToken(); tok != "" {
 			es.loop.post(func() { es.refresh(tok) })
 		}
 	}
 }
 
+// used makes qc the session's connection, when it still is one.
+func (es *exporterSession) used(qc *quic.Conn) {
+	if path, ok := es.conns[qc]; ok {
+		es.conn.set(qc, path)
+	}
+}
+
+// gone forgets a connection that ended. When the client closed it and it
+// has no other, the session is over: its client is done with it.
 func (es *exporterSession) gone(qc *quic.Conn) {
 	delete(es.conns, qc)
-	cur, _ := es.conn.state()
-	if cur == qc {
+	if cur, _ := es.conn.state(); cur == qc {
 		next, path := (*quic.Conn)(nil), PathNone
 		for c, p := range es.conns {
 			next, path = c, p
 		}
 		es.conn.set(next, path)
 	}
+	var ae *quic.ApplicationError
+	if len(es.conns) == 0 && errors.As(context.Cause(qc.Context()), &ae) && ae.Remote && ae.ErrorCode == codeClosed {
+		es.finish(&SessionError{Err: ErrSessionEnded, Message: "the client closed it"}, codeSessionEnded, "the client closed the session")
+	}
 }
 
-// refresh extends the session with a renewed token from the client.
-func (es *exporterSession) refresh(tok string) {
+// renew hands the session a token of its own from the coordinator, and
+// reports whether the session still lives to take it.
+func (es *exporterSession) renew(tok string) bool {
+	alive := make(chan bool, 1)
+	es.loop.post(func() { alive <- es.refresh(tok) })
+	select {
+	case ok := <-alive:
+		return ok
+	case <-es.conn.Done():
+		return false
+	}
+}
+
+// refresh extends the session with a renewed token, and reports whether
+// the session still lives.
+func (es *exporterSession) refresh(tok string) bool {
 	if es.ended {
-		return
+		return false
 	}
 	claims, err := es.l.cfg.Tokens.Verify(tok, token.Session, token.ExporterAudience(es.l.cfg.Name), time.Now())
 	if err != nil || idOf(claims) != es.s.id {
-		es.l.p.log.Warn("the client sent a renewed token that does not renew this session", "err", err)
-		return
+		es.l.p.log.Warn("a renewed token does not renew this session", "err", err)
+		return true
 	}
 	if claims.ExpiresAt.After(es.deadline) {
 		es.deadline = claims.ExpiresAt.Time
 		es.expiry.Reset(time.Until(es.deadline))
 		es.s.refreshRelay(tok)
 	}
+	return true
 }
 
 func (es *exporterSession) expire() {

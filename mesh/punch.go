@@ -2,23 +2,44 @@ package mesh
 
 import (
 	"crypto/rand"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/mesh/meshwire"
+	"github.com/jumpmesh/jumpmesh/mesh/udpmux"
 )
 
 // punchSchedule is when a round's pings leave, after the relay's Paired or
 // Punch: dense at first, since both sides start together and the first
 // round trip decides most cases, then backing off so that a slow path
-// (or a far side that starts late) still gets a few chances. Seven pings
+// (or a far side that starts late) still gets a few chances. Six pings
 // over 3.2 s; DCUtR makes three attempts, Tailscale pings for 5 s.
+//
+// The first waits openLead after the opening packets: a ping that reaches
+// the far router before its own side's packets left would, on a Linux
+// router that lets unsolicited packets in, leave a conntrack entry that
+// moves the far side's mapping to another port for as long as we keep
+// pinging (the conntrack trap). Both sides start within a few
+// milliseconds of each other (the relay times it); openLead covers a far
+// side that is slower to act on it.
 var punchSchedule = []time.Duration{
-	0, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond,
+	openLead, 200 * time.Millisecond, 400 * time.Millisecond,
 	800 * time.Millisecond, 1600 * time.Millisecond, 3200 * time.Millisecond,
 }
+
+// openLead is how long after its opening packets a round's first ping
+// leaves.
+const openLead = 100 * time.Millisecond
+
+// openTTL is the TTL of a round's opening packets, which go out at once:
+// enough to cross this side's NAT (the first router, on a home network)
+// and so open its mapping to the far side, too little to reach the far
+// side's router, which would keep a conntrack entry for it (see
+// punchSchedule). A LAN candidate they reach directly: they are pings.
+const openTTL = 2
 
 // punchWindow is how long after a round starts its pongs still count and
 // pings from new addresses are answered with pings of our own: the last
@@ -52,6 +73,9 @@ func newPuncher(s *session) *puncher {
 
 // start begins a round of pings to cands, replacing any round in progress.
 func (pu *puncher) start(cands []netip.AddrPort) {
+	for _, c := range cands {
+		pu.send(c, openTTL)
+	}
 	pu.mu.Lock()
 	defer pu.mu.Unlock()
 	pu.stopLocked()
@@ -99,7 +123,11 @@ func (pu *puncher) stopLocked() {
 }
 
 // ping sends one ping to dst.
-func (pu *puncher) ping(dst netip.AddrPort) {
+func (pu *puncher) ping(dst netip.AddrPort) { pu.send(dst, 0) }
+
+// send sends one ping to dst, with a TTL of ttl when it is not 0 and the
+// socket can set one (else not at all: see openTTL).
+func (pu *puncher) send(dst netip.AddrPort, ttl int) {
 	var nonce meshwire.Nonce
 	rand.Read(nonce[:])
 	now := time.Now()
@@ -111,7 +139,14 @@ func (pu *puncher) ping(dst netip.AddrPort) {
 	}
 	pu.pending[nonce] = sentPing{dst: dst, at: now}
 	pu.mu.Unlock()
-	pu.s.p.sock.WriteTo(meshwire.AppendPunch(nil, meshwire.TypePing, pu.s.tag, nonce), net.UDPAddrFromAddrPort(dst))
+	b, to := meshwire.AppendPunch(nil, meshwire.TypePing, pu.s.tag, nonce), net.UDPAddrFromAddrPort(dst)
+	if ttl == 0 {
+		pu.s.p.sock.WriteTo(b, to)
+		return
+	}
+	if err := pu.s.p.sock.WriteToTTL(b, to, ttl); err != nil && !errors.Is(err, udpmux.ErrTTLUnsupported) {
+		pu.s.p.log.Debug("opening packet not sent", "to", dst, "err", err)
+	}
 }
 
 // own reports whether a ping is one this side sent, come back: a candidate

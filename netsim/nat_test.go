@@ -2,6 +2,7 @@ package netsim
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"testing"
 	"testing/synctest"
@@ -289,6 +290,53 @@ func TestNATConntrackTrap(t *testing.T) {
 				r, ok = recv(t, rc, time.Second)
 				require.True(t, ok)
 				require.Equal(t, ext.AddrPort(), r.from, "other destinations keep the port")
+			})
+		})
+	}
+}
+
+// TestTTL: a router drops a packet whose TTL runs out instead of
+// forwarding it, before its NAT on the way out; so a packet with TTL 2
+// opens its sender's NAT to a peer (whose answer then gets in) without
+// reaching the peer, and TTL 1 does not even do that.
+func TestTTL(t *testing.T) {
+	tests := []struct {
+		ttl       int
+		reached   bool // the peer got it
+		opened    bool // the peer's packet to h's mapping then gets in
+		droppedAt string
+	}{
+		{ttl: 1, droppedAt: "router home"},
+		{ttl: 2, opened: true, droppedAt: "internet"},
+		{ttl: 3, reached: true, opened: true},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("ttl %d", tt.ttl), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var tr tracer
+				n := start(t, natTopology(NAT{Filtering: AddressAndPortDependent}), WithTrace(tr.record))
+				relay, peer := host(t, n, "A"), host(t, n, "B")
+				rc := listenUDP(t, relay, ":3478")
+				pc := listenUDP(t, peer, ":4000")
+				hc := listenUDP(t, host(t, n, "h"), ":5000")
+				send(t, hc, udpAddr(relay.Addr(), 3478), "register")
+				r, ok := recv(t, rc, time.Second)
+				require.True(t, ok)
+				ext := udpAddr(r.from.Addr(), r.from.Port())
+
+				_, err := hc.(interface {
+					WriteToTTL([]byte, net.Addr, int) (int, error)
+				}).WriteToTTL([]byte("open"), udpAddr(peer.Addr(), 4000), tt.ttl)
+				require.NoError(t, err)
+				_, ok = recv(t, pc, time.Second)
+				require.Equal(t, tt.reached, ok, "the peer got the packet")
+				if tt.droppedAt != "" {
+					require.Equal(t, 1, tr.drops()[DropTTL])
+					require.Contains(t, tr.steps(), "drop "+tt.droppedAt)
+				}
+				send(t, pc, ext, "answer")
+				_, ok = recv(t, hc, time.Second)
+				require.Equal(t, tt.opened, ok, "the peer's answer got in")
 			})
 		})
 	}

@@ -66,6 +66,9 @@ func (nd *Node) String() string { return fmt.Sprintf("%s (%s)", nd.name, nd.addr
 // host's own address loops back without touching a link.
 func (nd *Node) transmit(p *packet) {
 	n := nd.net
+	if p.ttl == 0 {
+		p.ttl = defaultTTL
+	}
 	n.emit(EventSend, p, nd.label, NotDropped)
 	if p.dst.Addr() == nd.addr {
 		n.schedule(time.Now(), func() { nd.deliver(p) })

@@ -36,6 +36,10 @@ func (n *Network) fromLAN(r *router, p *packet) {
 		n.drop(p, r.name, DropFirewall)
 		return
 	}
+	hairpin := p.dst.Addr() == r.addr // forwarded once, by toLAN
+	if !hairpin && !n.hop(p, r.name) {
+		return
+	}
 	port, ok := r.nat.outbound(n, p.proto, p.src, p.dst, time.Now())
 	if !ok {
 		n.drop(p, r.name, DropPortsExhausted)
@@ -43,7 +47,7 @@ func (n *Network) fromLAN(r *router, p *packet) {
 	}
 	p.src = netip.AddrPortFrom(r.addr, port)
 	n.emit(EventTranslate, p, r.name, NotDropped)
-	if p.dst.Addr() == r.addr {
+	if hairpin {
 		if !r.nat.cfg.Hairpinning {
 			n.drop(p, r.name, DropHairpin)
 			return
@@ -66,6 +70,9 @@ func (n *Network) toLAN(r *router, p *packet) {
 		n.drop(p, r.name, reason)
 		return
 	}
+	if !n.hop(p, r.name) {
+		return
+	}
 	p.dst = internal
 	n.emit(EventTranslate, p, r.name, NotDropped)
 	n.send(r.lan[internal.Addr()].in, p)
@@ -73,6 +80,9 @@ func (n *Network) toLAN(r *router, p *packet) {
 
 // internet routes a packet between public hosts and site routers.
 func (n *Network) internet(p *packet) {
+	if !n.hop(p, "internet") {
+		return
+	}
 	dst := p.dst.Addr()
 	if h := n.public[dst]; h != nil {
 		n.send(h.in, p)

@@ -80,6 +80,8 @@ const (
 	DropBacklogFull
 	// DropPortsExhausted: the NAT has no free external port.
 	DropPortsExhausted
+	// DropTTL: a router would have forwarded it, but its TTL ran out.
+	DropTTL
 )
 
 func (r DropReason) String() string {
@@ -108,6 +110,8 @@ func (r DropReason) String() string {
 		return "port unreachable"
 	case DropSocketBuffer:
 		return "socket buffer full"
+	case DropTTL:
+		return "TTL expired"
 	case DropBacklogFull:
 		return "listen backlog full"
 	case DropPortsExhausted:

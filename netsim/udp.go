@@ -120,6 +120,16 @@ func (c *udpConn) ReadFrom(b []byte) (int, net.Addr, error) {
 
 // WriteTo sends one datagram to addr, a *net.UDPAddr.
 func (c *udpConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	return c.WriteToTTL(b, addr, defaultTTL)
+}
+
+// WriteToTTL sends one datagram to addr with the given TTL (1 to 255), as
+// a real socket does with an IP_TTL control message: a router it reaches
+// with TTL 1 drops it rather than forward it.
+func (c *udpConn) WriteToTTL(b []byte, addr net.Addr, ttl int) (int, error) {
+	if ttl < 1 || ttl > 255 {
+		return 0, c.opErr("write", fmt.Errorf("TTL %d is not in 1..255: %w", ttl, syscall.EINVAL))
+	}
 	ua, ok := addr.(*net.UDPAddr)
 	if !ok || ua == nil {
 		return 0, c.opErr("write", fmt.Errorf("address %v is a %T, not a *net.UDPAddr: %w", addr, addr, syscall.EINVAL))
@@ -145,6 +155,7 @@ func (c *udpConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		proto: protoUDP,
 		src:   netip.AddrPortFrom(c.node.addr, c.local.Port()),
 		dst:   dst,
+		ttl:   ttl,
 		size:  len(b) + udpOverhead,
 		data:  append([]byte(nil), b...),
 	})

@@ -162,6 +162,23 @@ func (c *oobConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	return n, err
 }
 
+// WriteToTTL sends b to a real address with the given TTL (hop limit),
+// in an IP_TTL (IPV6_HOPLIMIT) control message: the socket's own TTL,
+// which quic-go's packets use meanwhile, is left alone.
+func (c *oobConn) WriteToTTL(b []byte, addr *net.UDPAddr, ttl int) error {
+	level, typ := unix.IPPROTO_IP, unix.IP_TTL
+	if ip := addr.AddrPort().Addr(); ip.Is6() && !ip.Is4In6() {
+		level, typ = unix.IPPROTO_IPV6, unix.IPV6_HOPLIMIT
+	}
+	oob := make([]byte, unix.CmsgSpace(4))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h.Level, h.Type = int32(level), int32(typ)
+	h.SetLen(unix.CmsgLen(4))
+	*(*int32)(unsafe.Pointer(&oob[unix.CmsgSpace(0)])) = int32(ttl)
+	_, _, err := c.u.WriteMsgUDP(b, oob, addr)
+	return err
+}
+
 func (c *oobConn) Close() error                          { return c.u.Close() }
 func (c *oobConn) LocalAddr() net.Addr                   { return c.u.LocalAddr() }
 func (c *oobConn) SetDeadline(t time.Time) error         { return c.u.SetDeadline(t) }

@@ -15,6 +15,7 @@ package udpmux
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -57,7 +58,14 @@ type Conn interface {
 	// quic.Conn.AddPath needs to move a client connection to a new peer
 	// address, which QUIC itself cannot do.
 	PathConn(dst *net.UDPAddr) PathConn
+	// WriteToTTL sends b to a real address with the given TTL, which
+	// may stop it at a router on the way; ErrTTLUnsupported when the
+	// socket cannot set a packet's TTL.
+	WriteToTTL(b []byte, addr *net.UDPAddr, ttl int) error
 }
+
+// ErrTTLUnsupported: the socket cannot set a packet's TTL.
+var ErrTTLUnsupported = errors.New("udpmux: the socket cannot set a packet's TTL")
 
 // PathConn is the conn of a path's transport. Datagrams reach it only when
 // the handler passes them on with Deliver (everything else arrives
@@ -157,6 +165,19 @@ func (c *plainConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		return 0, err
 	}
 	return len(b), nil
+}
+
+// WriteToTTL passes the TTL on to a socket that takes one per packet
+// (the simulator's does).
+func (c *plainConn) WriteToTTL(b []byte, addr *net.UDPAddr, ttl int) error {
+	w, ok := c.pc.(interface {
+		WriteToTTL(b []byte, addr net.Addr, ttl int) (int, error)
+	})
+	if !ok {
+		return ErrTTLUnsupported
+	}
+	_, err := w.WriteToTTL(b, addr, ttl)
+	return err
 }
 
 func (c *plainConn) Close() error                       { return c.pc.Close() }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -150,4 +151,52 @@ func TestVirtualAddr(t *testing.T) {
 	require.False(t, udpmux.IsVirtual(&net.UDPAddr{IP: net.ParseIP("2001:db8::1"), Port: 1}))
 	require.NotEqual(t, udpmux.VirtualAddr(1).String(), udpmux.VirtualAddr(2).String())
 	require.True(t, bytes.HasPrefix(udpmux.VirtualAddr(3).IP, []byte{1, 0}))
+}
+
+// TestWriteToTTL: a packet leaves with the TTL asked for, from an IPv4
+// socket and from a dual-stack one (the address v4-mapped), while the
+// socket's other packets keep the default; a socket that cannot set it
+// says so.
+func TestWriteToTTL(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("a packet's TTL is set on Linux only")
+	}
+	recv := ipv4.NewPacketConn(listen(t))
+	require.NoError(t, recv.SetControlMessage(ipv4.FlagTTL, true))
+	to := recv.LocalAddr().(*net.UDPAddr)
+	readTTL := func() (string, int) {
+		t.Helper()
+		recv.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 100)
+		n, cm, _, err := recv.ReadFrom(buf)
+		require.NoError(t, err)
+		require.NotNil(t, cm, "the TTL came with the packet")
+		return string(buf[:n]), cm.TTL
+	}
+	tests := []struct {
+		name    string
+		network string
+	}{
+		{"ipv4", "udp4"},
+		{"dual-stack", "udp"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pc, err := net.ListenPacket(tt.network, ":0")
+			require.NoError(t, err)
+			defer pc.Close()
+			c := udpmux.New(pc, handler{})
+			require.NoError(t, c.WriteToTTL([]byte("low"), to, 2))
+			data, ttl := readTTL()
+			require.Equal(t, "low", data)
+			require.Equal(t, 2, ttl)
+			_, err = c.WriteTo([]byte("default"), to)
+			require.NoError(t, err)
+			data, ttl = readTTL()
+			require.Equal(t, "default", data)
+			require.Equal(t, 64, ttl, "Linux's default TTL")
+		})
+	}
+	c := udpmux.New(plain{listen(t)}, handler{})
+	require.ErrorIs(t, c.WriteToTTL([]byte("x"), to, 2), udpmux.ErrTTLUnsupported)
 }

@@ -43,6 +43,7 @@ const waitTimeout = 30 * time.Second
 type proc struct {
 	t    *testing.T
 	name string
+	ns   string // network namespace; "" for the test's own
 	args []string
 	env  []string // added to the test's environment
 	dir  string
@@ -58,7 +59,13 @@ func startProc(t *testing.T, name, dir string, args ...string) *proc {
 
 func startProcEnv(t *testing.T, name, dir string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, args: args, env: env, dir: dir, log: filepath.Join(dir, name+".log")}
+	return startProcIn(t, "", name, dir, env, args...)
+}
+
+// startProcIn starts the process inside the network namespace ns.
+func startProcIn(t *testing.T, ns, name, dir string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, ns: ns, args: args, env: env, dir: dir, log: filepath.Join(dir, name+".log")}
 	p.start()
 	t.Cleanup(func() {
 		p.kill()
@@ -74,7 +81,7 @@ func (p *proc) start() {
 	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	require.NoError(p.t, err)
 	defer f.Close()
-	p.cmd = exec.Command(jmp, p.args...)
+	p.cmd = jmpCommand(context.Background(), p.ns, p.args...)
 	p.cmd.Dir = p.dir
 	if p.env != nil {
 		p.cmd.Env = append(os.Environ(), p.env...)
@@ -113,6 +120,7 @@ func (p *proc) output() string {
 // exporters a test makes.
 type lab struct {
 	t      *testing.T
+	net    labNet
 	dir    string
 	addr   string
 	coord  *proc
@@ -123,16 +131,36 @@ type lab struct {
 	namespace string
 }
 
+// labNet says where a lab's processes run: all on loopback (the zero
+// value), or on the hosts of a kernel network lab.
+type labNet struct {
+	// The network namespaces of the coordinator (with its relay), of
+	// exporters, and of clients and the admin; "" for the test's own.
+	coordinator, exporter, client string
+	// listen is the coordinator's address; by default a free loopback
+	// port, with the relay's ports picked by the system.
+	listen string
+}
+
 func newLab(t *testing.T, extra ...string) *lab {
 	t.Helper()
+	return newLabOn(t, labNet{}, extra...)
+}
+
+// newLabOn starts a lab placed as ln says.
+func newLabOn(t *testing.T, ln labNet, extra ...string) *lab {
+	t.Helper()
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	l := &lab{t: t, dir: dir, addr: addr, boards: board(t)}
-	args := append([]string{"coordinator", "--data-dir", filepath.Join(dir, "data"), "--listen", addr}, coordTimings...)
-	args = append(args, relayPorts...)
+	l := &lab{t: t, net: ln, dir: dir, addr: ln.listen, boards: board(t)}
+	args := append([]string{"coordinator", "--data-dir", filepath.Join(dir, "data")}, coordTimings...)
+	if l.addr == "" {
+		free, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		l.addr = free.Addr().String()
+		require.NoError(t, free.Close())
+		args = append(args, relayPorts...)
+	}
+	args = append(args, "--listen", l.addr)
 	var env []string
 	if os.Getenv(storeEnv) == "kubernetes" {
 		if noKube != nil {
@@ -148,7 +176,7 @@ func newLab(t *testing.T, extra ...string) *lab {
 			require.ErrorIs(t, err, os.ErrNotExist, "the coordinator made an embedded store")
 		})
 	}
-	l.coord = startProcEnv(t, "coordinator", dir, env, append(args, extra...)...)
+	l.coord = startProcIn(t, ln.coordinator, "coordinator", dir, env, append(args, extra...)...)
 	l.admin = []string{"JMP_CLIENT_CONFIG=" + l.adminConfig(), "XDG_CONFIG_HOME=" + filepath.Join(dir, "xdg")}
 	l.waitHealthy()
 	return l
@@ -220,6 +248,14 @@ func (l *lab) secretData(name string) map[string][]byte {
 // for its admin config to exist.
 func (l *lab) waitHealthy() {
 	l.t.Helper()
+	if l.net.client != "" {
+		// The test's process has no route into the lab: ask as the admin.
+		l.waitFor("the coordinator to answer", func() bool {
+			_, err := os.Stat(l.adminConfig())
+			return err == nil && runIn(l.t, l.net.client, l.dir, l.admin, "get", "exporters").code == 0
+		})
+		return
+	}
 	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{
 		// A probe only; the CLI checks the certificate's fingerprint.
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
@@ -256,7 +292,7 @@ func (l *lab) waitFor(what string, cond func() bool) {
 // jmp runs a jmp command as the given environment and requires success.
 func (l *lab) jmp(env []string, args ...string) string {
 	l.t.Helper()
-	r := run(l.t, l.dir, env, args...)
+	r := runIn(l.t, l.net.client, l.dir, env, args...)
 	require.Equal(l.t, 0, r.code, "jmp %s failed: %s", strings.Join(args, " "), r.stderr)
 	return r.stdout
 }
@@ -264,7 +300,7 @@ func (l *lab) jmp(env []string, args ...string) string {
 // fail runs a jmp command that must fail and returns its one-line error.
 func (l *lab) fail(env []string, args ...string) string {
 	l.t.Helper()
-	r := run(l.t, l.dir, env, args...)
+	r := runIn(l.t, l.net.client, l.dir, env, args...)
 	require.NotEqual(l.t, 0, r.code, "jmp %s should have failed; printed %s", strings.Join(args, " "), r.stdout)
 	// Progress lines (--wait) may come first; the error is the last line,
 	// and one line.
@@ -299,7 +335,7 @@ func (l *lab) exporter(name string, labels ...string) *proc {
 		args = append(args, "--label", lb)
 	}
 	l.jmp(l.admin, args...)
-	p := startProc(l.t, "exporter-"+name, l.boards, "run", "--exporter-config", path)
+	p := startProcIn(l.t, l.net.exporter, "exporter-"+name, l.boards, nil, "run", "--exporter-config", path)
 	l.waitFor("exporter "+name+" to be online", func() bool { return l.exporterStatus(name) == "available" })
 	return p
 }
@@ -670,44 +706,51 @@ export:
 		l.kubectl("get", "exporters.jumpmesh.dev,leases.jumpmesh.dev,clients.jumpmesh.dev"))
 }
 
-// TestCoordinatorDeployArgs: the coordinator Deployment in deploy/ passes
-// only flags that jmp has.
+// TestCoordinatorDeployArgs: the Deployments in deploy/, the
+// coordinator's and the relay's, pass only flags that jmp has.
 func TestCoordinatorDeployArgs(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "coordinator.yaml"))
-	require.NoError(t, err)
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var args []string
-	for {
-		var doc struct {
-			Kind string `yaml:"kind"`
-			Spec struct {
-				Template struct {
+	for _, tt := range []struct{ file, command string }{
+		{"coordinator.yaml", "coordinator"},
+		{"relay.yaml", "relay"},
+	} {
+		t.Run(tt.command, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join(repoRoot, "deploy", tt.file))
+			require.NoError(t, err)
+			dec := yaml.NewDecoder(bytes.NewReader(data))
+			var args []string
+			for {
+				var doc struct {
+					Kind string `yaml:"kind"`
 					Spec struct {
-						Containers []struct {
-							Args []string `yaml:"args"`
-						} `yaml:"containers"`
+						Template struct {
+							Spec struct {
+								Containers []struct {
+									Args []string `yaml:"args"`
+								} `yaml:"containers"`
+							} `yaml:"spec"`
+						} `yaml:"template"`
 					} `yaml:"spec"`
-				} `yaml:"template"`
-			} `yaml:"spec"`
-		}
-		err := dec.Decode(&doc)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		require.NoError(t, err)
-		if doc.Kind == "Deployment" {
-			require.Len(t, doc.Spec.Template.Spec.Containers, 1)
-			args = doc.Spec.Template.Spec.Containers[0].Args
-		}
+				}
+				err := dec.Decode(&doc)
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				require.NoError(t, err)
+				if doc.Kind == "Deployment" {
+					require.Len(t, doc.Spec.Template.Spec.Containers, 1)
+					args = doc.Spec.Template.Spec.Containers[0].Args
+				}
+			}
+			require.NotEmpty(t, args, "deploy/%s has a Deployment with args", tt.file)
+			require.Equal(t, tt.command, args[0])
+			// Kubernetes expands $(VAR) from the container's environment.
+			for i, a := range args {
+				args[i] = envRef.ReplaceAllString(a, "value")
+			}
+			r := run(t, t.TempDir(), nil, append(args, "--help")...)
+			require.Equal(t, 0, r.code, "jmp %s: %s", strings.Join(args, " "), r.stderr)
+		})
 	}
-	require.NotEmpty(t, args, "deploy/coordinator.yaml has a Deployment with args")
-	require.Equal(t, "coordinator", args[0])
-	// Kubernetes expands $(VAR) from the container's environment.
-	for i, a := range args {
-		args[i] = envRef.ReplaceAllString(a, "value")
-	}
-	r := run(t, t.TempDir(), nil, append(args, "--help")...)
-	require.Equal(t, 0, r.code, "jmp %s: %s", strings.Join(args, " "), r.stderr)
 }
 
 // envRef is a $(VAR) reference in a container's args.

@@ -51,9 +51,15 @@ type result struct {
 // code. env adds variables.
 func run(t *testing.T, dir string, env []string, args ...string) result {
 	t.Helper()
+	return runIn(t, "", dir, env, args...)
+}
+
+// runIn is run inside the network namespace ns ("": the test's own).
+func runIn(t *testing.T, ns, dir string, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), commandTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, jmp, args...)
+	cmd := jmpCommand(ctx, ns, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
@@ -68,6 +74,15 @@ func run(t *testing.T, dir string, env []string, args ...string) result {
 		require.NoError(t, err)
 	}
 	return result{stdout.String(), stderr.String(), code}
+}
+
+// jmpCommand prepares jmp with args, inside the network namespace ns
+// ("": the test's own). `ip netns exec` execs jmp, so the process is jmp.
+func jmpCommand(ctx context.Context, ns string, args ...string) *exec.Cmd {
+	if ns == "" {
+		return exec.CommandContext(ctx, jmp, args...)
+	}
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, jmp}, args...)...)
 }
 
 // board writes the board config to a fresh folder and returns it.

@@ -24,7 +24,7 @@ import (
 func (l *lab) meshShell(env []string, shellArgs []string, sh string) result {
 	l.t.Helper()
 	args := append(append([]string{"shell"}, shellArgs...), "--", "bash", "-euo", "pipefail", "-c", sh)
-	return run(l.t, l.dir, env, args...)
+	return runIn(l.t, l.net.client, l.dir, env, args...)
 }
 
 // lastLine is the last line of a command's stderr: its error.
@@ -61,18 +61,13 @@ func TestMeshShell(t *testing.T) {
 	tests := []struct {
 		path string
 		want string // how the shell and j name the path
-		skip string
 	}{
 		{path: "direct", want: "direct, rtt "},
 		{path: "relay", want: "relayed over UDP, rtt "},
-		{path: "auto", want: "direct, rtt ", skip: "the mesh's exporter can serve the losing connection of the " +
-			"direct/relayed race, stalling the first call for up to its idle timeout (30 s) in about one session in three"},
+		{path: "auto", want: "direct, rtt "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
-			if tt.skip != "" {
-				t.Skip(tt.skip)
-			}
 			r := l.meshShell(alice, []string{"-l", "board=virtual", "--path", tt.path}, `j
 j serial expect --timeout 10s 'virtual login:' -- j power on
 j storage flash image.raw.gz
@@ -128,7 +123,7 @@ func (l *lab) startShell(env, shellArgs []string, sh string) *asyncShell {
 	ctx, cancel := context.WithTimeout(l.t.Context(), commandTimeout)
 	l.t.Cleanup(cancel)
 	args := append(append([]string{"shell"}, shellArgs...), "--", "bash", "-euo", "pipefail", "-c", sh)
-	s := &asyncShell{cmd: exec.CommandContext(ctx, jmp, args...), ctx: ctx,
+	s := &asyncShell{cmd: jmpCommand(ctx, l.net.client, args...), ctx: ctx,
 		stdout: filepath.Join(l.dir, "shell.out"), stderr: filepath.Join(l.dir, "shell.err")}
 	s.cmd.Dir, s.cmd.Env = l.dir, append(os.Environ(), env...)
 	out, err := os.Create(s.stdout)
