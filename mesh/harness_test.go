@@ -209,13 +209,19 @@ type exporterSide struct {
 	wg  sync.WaitGroup
 }
 
-// startExporter builds the virtual board and listens on h.
-func (l *lab) startExporter(h host, wrap func(net.PacketConn) net.PacketConn) *exporterSide {
-	t := l.t
+// newBoard builds the exporter of the virtual board.
+func newBoard(t testing.TB) *exporter.Exporter {
 	cfg, err := exporter.Parse("exporter.yaml", []byte(boardConfig))
 	require.NoError(t, err)
 	exp, err := exporter.New(cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
+	return exp
+}
+
+// startExporter builds the virtual board and listens on h.
+func (l *lab) startExporter(h host, wrap func(net.PacketConn) net.PacketConn) *exporterSide {
+	t := l.t
+	exp := newBoard(t)
 	ln, err := mesh.Listen(mesh.ListenConfig{
 		Key: l.exporterKey, Name: exporterName, Tokens: l.auth.ring,
 		Relay: l.relayConfig(), Network: network(t, h, wrap), Logger: testLogger(t, "exporter"),

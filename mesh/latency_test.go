@@ -11,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/jumpmesh/jumpmesh/client"
 	"github.com/jumpmesh/jumpmesh/drivers/power"
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/netsim"
@@ -101,6 +102,61 @@ func TestSameLAN(t *testing.T) {
 		powerOn(t, sess)
 		require.Equal(t, 4*lanLatency, time.Since(begin), "a round trip across the LAN")
 	})
+}
+
+// TestPublicAddr: two peers behind one symmetric NAT that offer no
+// interface addresses go through the relay; when the exporter names an
+// address it is reachable at (a port forward, say), the client goes
+// direct to it.
+func TestPublicAddr(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		public bool
+		want   mesh.Path
+	}{
+		{"none", false, mesh.PathRelayUDP},
+		{"configured", true, mesh.PathDirect},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := startSim(t, netsim.Topology{
+					Seed:   1,
+					Public: []netsim.Host{{Name: "relay", Link: netsim.Link{Latency: relayLatency}}},
+					Sites: []netsim.Site{{
+						Name: "lab", NAT: netsim.Symmetric, Uplink: netsim.Link{Latency: uplinkLatency},
+						Hosts: []netsim.Host{
+							{Name: "client", Link: netsim.Link{Latency: lanLatency}},
+							{Name: "exporter", Link: netsim.Link{Latency: lanLatency}},
+						},
+					}},
+				})
+				l := newLab(t)
+				l.startRelay(s.host("relay"), relay.Limits{}, nil)
+				eh := s.host("exporter")
+				enet := network(t, eh, nil)
+				enet.LocalAddrs = []netip.Addr{}
+				if tt.public {
+					port := uint16(enet.PacketConn.LocalAddr().(*net.UDPAddr).Port)
+					enet.PublicAddrs = []netip.AddrPort{netip.AddrPortFrom(eh.Addr(), port)}
+				}
+				ln, err := mesh.Listen(mesh.ListenConfig{Key: l.exporterKey, Name: exporterName, Tokens: l.auth.ring,
+					Relay: l.relayConfig(), Network: enet, Logger: testLogger(t, "exporter")})
+				require.NoError(t, err)
+				es := &exporterSide{ln: ln, exp: newBoard(t)}
+				t.Cleanup(es.stop)
+				tok := l.auth.session(t, "lease-1", l.clientKey.Public().(ed25519.PublicKey), exporterName, time.Hour)
+				es.serve(t, tok)
+				cfg := l.dialConfig(s.host("client"), tok, mesh.Auto, nil)
+				cfg.Network.LocalAddrs = []netip.Addr{}
+				conn, err := mesh.Dial(t.Context(), cfg)
+				require.NoError(t, err)
+				t.Cleanup(func() { conn.Close() })
+				time.Sleep(5 * time.Second) // a whole punching round
+				require.Equal(t, tt.want, conn.Path())
+				powerOn(t, client.New(conn))
+			})
+		})
+	}
 }
 
 // TestIdleConnection: the exporter has a second connection of the

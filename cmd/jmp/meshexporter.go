@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -39,6 +43,10 @@ type meshExporter struct {
 	key   ed25519.PrivateKey
 	keys  mesh.TokenVerifier
 	log   *slog.Logger
+	// port is the mesh socket's UDP port, 0 for any; public are the
+	// addresses clients reach it at from anywhere (--public-addr).
+	port   uint16
+	public []netip.AddrPort
 
 	tokens chan string
 }
@@ -99,8 +107,14 @@ func (m *meshExporter) run(ctx context.Context) {
 			ln.Close()
 			ln = nil
 		}
-		next, err := mesh.Listen(mesh.ListenConfig{Key: m.key, Name: m.name, Tokens: m.keys, Relay: cfg, Logger: m.log.With("part", "mesh")})
+		pc, err := net.ListenPacket("udp", ":"+strconv.Itoa(int(m.port)))
 		if err != nil {
+			return nil, fmt.Errorf("open the mesh socket: %w (pick another --mesh-port)", err)
+		}
+		next, err := mesh.Listen(mesh.ListenConfig{Key: m.key, Name: m.name, Tokens: m.keys, Relay: cfg,
+			Network: mesh.Network{PacketConn: pc, PublicAddrs: m.public}, Logger: m.log.With("part", "mesh")})
+		if err != nil {
+			pc.Close()
 			return nil, err
 		}
 		ln, lnRelay = next, relay
