@@ -108,11 +108,7 @@ func (b *board) echo(word string) {
 // it opens again.
 func TestDirectPathDies(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		easy := natType{name: "easy"}
-		s := startSim(t, natTopology(easy, easy))
-		l := newLab(t)
-		l.startRelay(s.host("relay"), relay.Limits{}, nil)
-		es := l.startExporter(s.host("exporter"), nil)
+		s, l, es := startEasyLab(t)
 		tok := l.auth.session(t, "lease-1", l.clientKey.Public().(ed25519.PublicKey), exporterName, time.Hour)
 		econn := es.serve(t, tok)
 		wrap, sock := l.faulty()
@@ -255,11 +251,7 @@ func TestExporterRestarts(t *testing.T) {
 // session, on both sides.
 func TestLeaseExpires(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		easy := natType{name: "easy"}
-		s := startSim(t, natTopology(easy, easy))
-		l := newLab(t)
-		l.startRelay(s.host("relay"), relay.Limits{}, nil)
-		es := l.startExporter(s.host("exporter"), nil)
+		s, l, es := startEasyLab(t)
 		tok := l.auth.session(t, "lease-1", l.clientKey.Public().(ed25519.PublicKey), exporterName, 2*time.Minute)
 		econn := es.serve(t, tok)
 		conn, sess := l.dial(s.host("client"), tok, mesh.Auto)
@@ -285,11 +277,7 @@ func TestLeaseExpires(t *testing.T) {
 // ends with its lease.
 func TestTokenRenewal(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		easy := natType{name: "easy"}
-		s := startSim(t, natTopology(easy, easy))
-		l := newLab(t)
-		l.startRelay(s.host("relay"), relay.Limits{}, nil)
-		es := l.startExporter(s.host("exporter"), nil)
+		s, l, es := startEasyLab(t)
 		key := l.clientKey.Public().(ed25519.PublicKey)
 		var (
 			mu       sync.Mutex
@@ -342,11 +330,7 @@ func TestTokenRenewal(t *testing.T) {
 // same lease can start right after.
 func TestClientCloses(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		easy := natType{name: "easy"}
-		s := startSim(t, natTopology(easy, easy))
-		l := newLab(t)
-		l.startRelay(s.host("relay"), relay.Limits{}, nil)
-		es := l.startExporter(s.host("exporter"), nil)
+		s, l, es := startEasyLab(t)
 		key := l.clientKey.Public().(ed25519.PublicKey)
 		for round := range 3 {
 			tok := l.auth.session(t, "lease-1", key, exporterName, time.Hour)

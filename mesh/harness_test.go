@@ -338,6 +338,33 @@ func startSim(t *testing.T, topo netsim.Topology) *sim {
 	return &sim{t: t, n: n}
 }
 
+// startEasyLab runs a relay and an exporter on the client and exporter
+// sites of natTopology, behind NATs that let punching through; call it
+// inside the bubble.
+func startEasyLab(t *testing.T) (*sim, *lab, *exporterSide) {
+	easy := natType{name: "easy"}
+	s := startSim(t, natTopology(easy, easy))
+	l := newLab(t)
+	l.startRelay(s.host("relay"), relay.Limits{}, nil)
+	return s, l, l.startExporter(s.host("exporter"), nil)
+}
+
+// sharedLAN has the client and the exporter on one LAN behind a
+// symmetric NAT, and the relay on the internet.
+func sharedLAN() netsim.Topology {
+	return netsim.Topology{
+		Seed:   1,
+		Public: []netsim.Host{{Name: "relay", Link: netsim.Link{Latency: relayLatency}}},
+		Sites: []netsim.Site{{
+			Name: "lab", NAT: netsim.Symmetric, Uplink: netsim.Link{Latency: uplinkLatency},
+			Hosts: []netsim.Host{
+				{Name: "client", Link: netsim.Link{Latency: lanLatency}},
+				{Name: "exporter", Link: netsim.Link{Latency: lanLatency}},
+			},
+		}},
+	}
+}
+
 func (s *sim) host(name string) *netsim.Node {
 	h, err := s.n.Host(name)
 	require.NoError(s.t, err)

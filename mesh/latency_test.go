@@ -79,17 +79,7 @@ func TestLatency(t *testing.T) {
 // through their router.
 func TestSameLAN(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := startSim(t, netsim.Topology{
-			Seed:   1,
-			Public: []netsim.Host{{Name: "relay", Link: netsim.Link{Latency: relayLatency}}},
-			Sites: []netsim.Site{{
-				Name: "lab", NAT: netsim.Symmetric, Uplink: netsim.Link{Latency: uplinkLatency},
-				Hosts: []netsim.Host{
-					{Name: "client", Link: netsim.Link{Latency: lanLatency}},
-					{Name: "exporter", Link: netsim.Link{Latency: lanLatency}},
-				},
-			}},
-		})
+		s := startSim(t, sharedLAN())
 		l := newLab(t)
 		l.startRelay(s.host("relay"), relay.Limits{}, nil)
 		es := l.startExporter(s.host("exporter"), nil)
@@ -119,17 +109,7 @@ func TestPublicAddr(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				s := startSim(t, netsim.Topology{
-					Seed:   1,
-					Public: []netsim.Host{{Name: "relay", Link: netsim.Link{Latency: relayLatency}}},
-					Sites: []netsim.Site{{
-						Name: "lab", NAT: netsim.Symmetric, Uplink: netsim.Link{Latency: uplinkLatency},
-						Hosts: []netsim.Host{
-							{Name: "client", Link: netsim.Link{Latency: lanLatency}},
-							{Name: "exporter", Link: netsim.Link{Latency: lanLatency}},
-						},
-					}},
-				})
+				s := startSim(t, sharedLAN())
 				l := newLab(t)
 				l.startRelay(s.host("relay"), relay.Limits{}, nil)
 				eh := s.host("exporter")
@@ -258,11 +238,7 @@ func TestSetupRoundTrips(t *testing.T) {
 // does not slow a power call: each call is its own QUIC stream.
 func TestStalledConsole(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		easy := natType{name: "easy"}
-		s := startSim(t, natTopology(easy, easy))
-		l := newLab(t)
-		l.startRelay(s.host("relay"), relay.Limits{}, nil)
-		es := l.startExporter(s.host("exporter"), nil)
+		s, l, es := startEasyLab(t)
 		tok := l.auth.session(t, "lease-1", l.clientKey.Public().(ed25519.PublicKey), exporterName, time.Hour)
 		es.serve(t, tok)
 		conn, sess := l.dial(s.host("client"), tok, mesh.Auto)

@@ -49,11 +49,7 @@ func TestRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				easy := natType{name: "easy"}
-				s := startSim(t, natTopology(easy, easy))
-				l := newLab(t)
-				l.startRelay(s.host("relay"), relay.Limits{}, nil)
-				es := l.startExporter(s.host("exporter"), nil)
+				s, l, es := startEasyLab(t)
 				tok := l.auth.session(t, "lease-1", l.clientKey.Public().(ed25519.PublicKey), exporterName, time.Hour)
 				econn := es.serve(t, tok)
 

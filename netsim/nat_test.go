@@ -248,6 +248,20 @@ func TestNATHairpinning(t *testing.T) {
 	}
 }
 
+// registered has h (on port 5000) send to a relay on A (port 3478), which
+// saw it at ext, and a peer listen on B's port 4000.
+func registered(t *testing.T, n *Network) (relay, peer *Node, rc, pc, hc net.PacketConn, ext *net.UDPAddr) {
+	t.Helper()
+	relay, peer = host(t, n, "A"), host(t, n, "B")
+	rc = listenUDP(t, relay, ":3478")
+	pc = listenUDP(t, peer, ":4000")
+	hc = listenUDP(t, host(t, n, "h"), ":5000")
+	send(t, hc, udpAddr(relay.Addr(), 3478), "register")
+	r, ok := recv(t, rc, time.Second)
+	require.True(t, ok)
+	return relay, peer, rc, pc, hc, udpAddr(r.from.Addr(), r.from.Port())
+}
+
 // TestNATConntrackTrap: with AcceptUnsolicited, a punch from P that arrives
 // before h has sent to P makes h's packets to P leave from another port, and
 // P's packets to the old one stay absorbed; without it, punching works.
@@ -257,23 +271,15 @@ func TestNATConntrackTrap(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var tr tracer
 				n := start(t, natTopology(NAT{Filtering: AddressAndPortDependent, AcceptUnsolicited: accept}), WithTrace(tr.record))
-				relay, peer := host(t, n, "A"), host(t, n, "B")
-				rc := listenUDP(t, relay, ":3478")
-				pc := listenUDP(t, peer, ":4000")
-				hc := listenUDP(t, host(t, n, "h"), ":5000")
-
-				send(t, hc, udpAddr(relay.Addr(), 3478), "register")
-				r, ok := recv(t, rc, time.Second)
-				require.True(t, ok)
-				ext := udpAddr(r.from.Addr(), r.from.Port())
+				relay, peer, rc, pc, hc, ext := registered(t, n)
 
 				send(t, pc, ext, "early punch")
-				_, ok = recv(t, hc, time.Second)
+				_, ok := recv(t, hc, time.Second)
 				require.False(t, ok, "filtered: h has not sent to the peer yet")
 				require.Equal(t, 1, tr.drops()[DropNATFiltered])
 
 				send(t, hc, udpAddr(peer.Addr(), 4000), "punch")
-				r, ok = recv(t, pc, time.Second)
+				r, ok := recv(t, pc, time.Second)
 				require.True(t, ok)
 				send(t, pc, ext, "punch")
 				_, ok = recv(t, hc, time.Second)
@@ -315,20 +321,13 @@ func TestTTL(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var tr tracer
 				n := start(t, natTopology(NAT{Filtering: AddressAndPortDependent}), WithTrace(tr.record))
-				relay, peer := host(t, n, "A"), host(t, n, "B")
-				rc := listenUDP(t, relay, ":3478")
-				pc := listenUDP(t, peer, ":4000")
-				hc := listenUDP(t, host(t, n, "h"), ":5000")
-				send(t, hc, udpAddr(relay.Addr(), 3478), "register")
-				r, ok := recv(t, rc, time.Second)
-				require.True(t, ok)
-				ext := udpAddr(r.from.Addr(), r.from.Port())
+				_, peer, _, pc, hc, ext := registered(t, n)
 
 				_, err := hc.(interface {
 					WriteToTTL([]byte, net.Addr, int) (int, error)
 				}).WriteToTTL([]byte("open"), udpAddr(peer.Addr(), 4000), tt.ttl)
 				require.NoError(t, err)
-				_, ok = recv(t, pc, time.Second)
+				_, ok := recv(t, pc, time.Second)
 				require.Equal(t, tt.reached, ok, "the peer got the packet")
 				if tt.droppedAt != "" {
 					require.Equal(t, 1, tr.drops()[DropTTL])
