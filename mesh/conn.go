@@ -138,13 +138,24 @@ func (c *Conn) Watch() (Path, <-chan struct{}) {
 	return c.path, c.changed
 }
 
-// RTT is the connection's smoothed round-trip time, 0 without one.
+// unmeasuredRTT is the smoothed RTT quic-go reports before a path's first
+// sample: its initial guess, which a path move returns to.
+const unmeasuredRTT = 100 * time.Millisecond
+
+// RTT is the smoothed round-trip time of the connection's path; 0 without
+// a sample yet (a moment after a move).
 func (c *Conn) RTT() time.Duration {
 	qc, _ := c.state()
 	if qc == nil {
 		return 0
 	}
-	return qc.ConnectionStats().SmoothedRTT
+	st := qc.ConnectionStats()
+	if st.MeanDeviation == 0 && st.SmoothedRTT == unmeasuredRTT {
+		// A sample sets the deviation to half of itself: this is
+		// the guess, not a measurement.
+		return 0
+	}
+	return st.SmoothedRTT
 }
 
 // Done is closed when the session ends.

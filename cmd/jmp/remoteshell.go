@@ -304,7 +304,11 @@ func pathText(p mesh.Path, conn *mesh.Conn) string {
 	default:
 		what = p.String()
 	}
-	return what + ", rtt " + formatRTT(conn.RTT())
+	rtt := conn.RTT()
+	if rtt == 0 {
+		return what + ", rtt not measured yet"
+	}
+	return what + ", rtt " + formatRTT(rtt)
 }
 
 // formatRTT writes a round-trip time in milliseconds, to 10 µs below
