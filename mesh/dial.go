@@ -217,7 +217,7 @@ func (c *client) onPaired(m *relayv1.Paired, l *link) {
 }
 
 func (c *client) mayPunch(l *link) bool {
-	return c.cfg.Path != RelayOnly && c.paired != nil && len(punchTargets(l, c.paired)) > 0 && c.path != PathDirect
+	return c.cfg.Path != RelayOnly && c.paired != nil && !punchTargets(l, c.paired).empty() && c.path != PathDirect
 }
 
 func (c *client) onPunch(l *link) {

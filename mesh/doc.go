@@ -43,14 +43,15 @@
 // only try each other's own addresses (a shared LAN). Candidates are the
 // reflexive address, the host's interface addresses and any configured
 // public one. The relay hands each side the other's, timed so that both
-// start punching at the same moment. Each side first sends a ping with a
-// TTL of 2, which opens its own NAT towards the other but dies before the
-// far router: a packet that reached that router before its own side's
-// left would, on a Linux router that lets unsolicited UDP in, leave a
-// conntrack entry that moves the far side's mapping to another port (the
-// conntrack trap). Pings then leave at 0.1, 0.2, 0.4, 0.8, 1.6 and 3.2 s;
-// a ping from an unlisted address (a NAT's new port towards us) is
-// answered and pinged back, and a pong proves a path both ways.
+// start punching at the same moment. To the far side's NAT mapping, each
+// side first sends a ping with a TTL of 2, which opens its own NAT towards
+// the other but dies before the far router: a packet that reached that
+// router before its own side's left would, on a Linux router that lets
+// unsolicited UDP in, leave a conntrack entry that moves the far side's
+// mapping to another port (the conntrack trap). Pings to it then leave at
+// 0.1, 0.2, 0.4, 0.8, 1.6 and 3.2 s, and to the far side's own addresses
+// at 0 too; a ping from an unlisted address (a NAT's new port towards us)
+// is answered and pinged back, and a pong proves a path both ways.
 //
 // The client races the relayed connection (dialed as soon as the relay
 // pairs the two sides) against a direct one (dialed at the first pong):

@@ -173,7 +173,7 @@ type exporterSession struct {
 	deadline time.Time
 	expiry   *time.Timer
 	link     *link
-	cands    []netip.AddrPort
+	cands    targets
 	ended    bool
 }
 
@@ -215,7 +215,7 @@ func (es *exporterSession) relayPaired(m *relayv1.Paired, l *link) {
 			return
 		}
 		es.link, es.cands = l, punchTargets(l, m)
-		if len(es.cands) > 0 {
+		if !es.cands.empty() {
 			es.s.punch.start(es.cands)
 		}
 	})
@@ -223,7 +223,7 @@ func (es *exporterSession) relayPaired(m *relayv1.Paired, l *link) {
 
 func (es *exporterSession) relayPunch(l *link) {
 	es.loop.post(func() {
-		if !es.ended && es.link == l && len(es.cands) > 0 {
+		if !es.ended && es.link == l && !es.cands.empty() {
 			es.s.punch.start(es.cands)
 		}
 	})

@@ -15,30 +15,30 @@ import (
 // punchSchedule is when a round's pings leave, after the relay's Paired or
 // Punch: dense at first, since both sides start together and the first
 // round trip decides most cases, then backing off so that a slow path
-// (or a far side that starts late) still gets a few chances. Six pings
+// (or a far side that starts late) still gets a few chances. Seven pings
 // over 3.2 s; DCUtR makes three attempts, Tailscale pings for 5 s.
 //
-// The first waits openLead after the opening packets: a ping that reaches
-// the far router before its own side's packets left would, on a Linux
-// router that lets unsolicited packets in, leave a conntrack entry that
-// moves the far side's mapping to another port for as long as we keep
-// pinging (the conntrack trap). Both sides start within a few
-// milliseconds of each other (the relay times it); openLead covers a far
-// side that is slower to act on it.
+// To the far side's NAT mapping, the first ping waits openLead after an
+// opening packet: a ping that reached the far router before its own side's
+// packets left would, on a Linux router that lets unsolicited packets in,
+// leave a conntrack entry that moves the far side's mapping to another
+// port for as long as we keep pinging (the conntrack trap). Both sides
+// start within a few milliseconds of each other (the relay times it);
+// openLead covers a far side that is slower to act on it. The far side's
+// own addresses get the first ping at once.
 var punchSchedule = []time.Duration{
-	openLead, 200 * time.Millisecond, 400 * time.Millisecond,
+	0, openLead, 200 * time.Millisecond, 400 * time.Millisecond,
 	800 * time.Millisecond, 1600 * time.Millisecond, 3200 * time.Millisecond,
 }
 
-// openLead is how long after its opening packets a round's first ping
-// leaves.
+// openLead is how long after its opening packet a round's first ping to a
+// NAT mapping leaves.
 const openLead = 100 * time.Millisecond
 
-// openTTL is the TTL of a round's opening packets, which go out at once:
-// enough to cross this side's NAT (the first router, on a home network)
-// and so open its mapping to the far side, too little to reach the far
-// side's router, which would keep a conntrack entry for it (see
-// punchSchedule). A LAN candidate they reach directly: they are pings.
+// openTTL is the TTL of the opening packet: enough to cross this side's
+// NAT (the first router, on a home network) and so open its mapping to
+// the far side, too little to reach the far side's router, which would
+// keep a conntrack entry for it (see punchSchedule).
 const openTTL = 2
 
 // punchWindow is how long after a round starts its pongs still count and
@@ -71,10 +71,10 @@ func newPuncher(s *session) *puncher {
 	return &puncher{s: s, pending: map[meshwire.Nonce]sentPing{}}
 }
 
-// start begins a round of pings to cands, replacing any round in progress.
-func (pu *puncher) start(cands []netip.AddrPort) {
-	for _, c := range cands {
-		pu.send(c, openTTL)
+// start begins a round of pings to t, replacing any round in progress.
+func (pu *puncher) start(t targets) {
+	if t.mapped.IsValid() {
+		pu.send(t.mapped, openTTL)
 	}
 	pu.mu.Lock()
 	defer pu.mu.Unlock()
@@ -82,10 +82,14 @@ func (pu *puncher) start(cands []netip.AddrPort) {
 	r := pu.round
 	pu.active = true
 	pu.triggered = map[netip.AddrPort]bool{}
-	for _, at := range punchSchedule {
+	for i, at := range punchSchedule {
+		to := t.all()
+		if i == 0 {
+			to = t.own // the mapping's first ping waits openLead
+		}
 		pu.timers = append(pu.timers, time.AfterFunc(at, func() {
 			if pu.current(r) {
-				for _, c := range cands {
+				for _, c := range to {
 					pu.ping(c)
 				}
 			}

@@ -8,6 +8,7 @@ import (
 	relayv1 "github.com/jumpmesh/jumpmesh/proto/jumpmesh/relay/v1"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -183,23 +184,44 @@ func (s *session) requestPunch() {
 	s.p.link.send(&relayv1.PeerMessage{Msg: &relayv1.PeerMessage_PunchRequest{PunchRequest: &relayv1.PunchRequest{Ref: s.ref}}})
 }
 
+// targets are the far side's addresses to punch to.
+type targets struct {
+	// mapped is the address the relay saw the far side at when it is not
+	// one of the far side's own: its NAT's mapping. The router behind it
+	// must not hear from us before the far side has sent (see openLead).
+	mapped netip.AddrPort
+	// own are the addresses the far side has itself (its interfaces', a
+	// port forward it named): no router keeps a trap for those.
+	own []netip.AddrPort
+}
+
+func (t targets) empty() bool { return !t.mapped.IsValid() && len(t.own) == 0 }
+
+// all lists every target.
+func (t targets) all() []netip.AddrPort {
+	if !t.mapped.IsValid() {
+		return t.own
+	}
+	return append([]netip.AddrPort{t.mapped}, t.own...)
+}
+
 // punchTargets are the addresses to punch to for a direct path, none when
 // punching cannot work: either side has no UDP. The address the relay sees
 // the far side at is left out when both NATs map by destination (their
 // reflexive addresses are of no use to each other); its own addresses, on
 // a shared LAN say, may still be.
-func punchTargets(l *link, m *relayv1.Paired) []netip.AddrPort {
+func punchTargets(l *link, m *relayv1.Paired) targets {
+	var t targets
 	if l == nil || l.transport != "udp" {
-		return nil
-	}
-	var out []netip.AddrPort
-	if a, ok := relaywire.AddrPortOf(m.GetPeerObserved()); ok && !(l.nat.varies && m.GetPeerMappingVaries()) {
-		out = append(out, a)
+		return t
 	}
 	for _, e := range m.GetPeerCandidates() {
 		if a, ok := relaywire.AddrPortOf(e); ok {
-			out = append(out, a)
+			t.own = append(t.own, a)
 		}
 	}
-	return out
+	if a, ok := relaywire.AddrPortOf(m.GetPeerObserved()); ok && !(l.nat.varies && m.GetPeerMappingVaries()) && !slices.Contains(t.own, a) {
+		t.mapped = a
+	}
+	return t
 }

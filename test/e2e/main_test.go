@@ -58,8 +58,14 @@ func setup(m *testing.M) (int, error) {
 	jmp = filepath.Join(dir, "jmp")
 	args := []string{"build", "-o", jmp}
 	if raceEnabled {
-		// The processes under test then report their own data races.
+		// The processes under test then report their own data races. A
+		// race fails the process at once (halt_on_error), and exiting
+		// does not wait a second for late reports (atexit_sleep_ms): the
+		// tests run jmp and j hundreds of times.
 		args = append(args, "-race")
+		if err := os.Setenv("GORACE", "halt_on_error=1 atexit_sleep_ms=0"); err != nil {
+			return 0, err
+		}
 	}
 	build := exec.Command("go", append(args, "./cmd/jmp")...)
 	build.Dir = repoRoot

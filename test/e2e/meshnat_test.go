@@ -19,7 +19,7 @@ const coordinatorPort = 8443
 // relay on the internet, the exporter behind the lab's router, the client
 // (and the admin) behind the home router; then starts the coordinator and
 // the exporter vb-1 there, and makes the client alice.
-func natLab(t *testing.T, home, lab netsim.Site) (*lab, []string) {
+func natLab(t *testing.T, home, lab netsim.Site) (*lab, *kernel.Lab, []string) {
 	t.Helper()
 	if err := kernel.Available(); err != nil {
 		t.Skipf("the kernel network lab is not available here: %v", err)
@@ -49,7 +49,7 @@ func natLab(t *testing.T, home, lab netsim.Site) (*lab, []string) {
 	})
 	alice := l.client("alice")
 	l.exporter("vb-1", "board=virtual")
-	return l, alice
+	return l, kl, alice
 }
 
 // untilDirect waits, in the shell, for the session to go direct: the
@@ -60,10 +60,11 @@ const untilDirect = `for i in $(seq 50); do j | grep -q '^session: direct' && br
 // TestMeshNAT runs the real binaries in the kernel network lab, behind
 // real Linux NAT: a session goes direct through two endpoint-independent
 // NATs (with the routers dropping unsolicited packets, and with them
-// letting them in, the conntrack trap's setting), is relayed over UDP
-// between two symmetric NATs, where forcing a direct path fails and says
-// why, and over TCP when the client's network drops UDP. Each session
-// powers the board on and reads it back.
+// letting them in, the conntrack trap's setting: no punch reaches either
+// router before its own side's has left), is relayed over UDP between two
+// symmetric NATs, where forcing a direct path fails and says why, and
+// over TCP when the client's network drops UDP. Each session powers the
+// board on and reads it back.
 func TestMeshNAT(t *testing.T) {
 	t.Parallel()
 	eim := netsim.NAT{Filtering: netsim.AddressAndPortDependent}
@@ -88,7 +89,7 @@ func TestMeshNAT(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			l, alice := natLab(t, tt.home, tt.lab)
+			l, kl, alice := natLab(t, tt.home, tt.lab)
 			r := l.meshShell(alice, []string{"-l", "board=virtual", "--path", "auto"},
 				tt.script+"j power on; j power status; j | grep '^session:'")
 			require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
@@ -97,7 +98,15 @@ func TestMeshNAT(t *testing.T) {
 			require.True(t, strings.HasPrefix(lines[len(lines)-1], "session: "+tt.want+", rtt "),
 				"want the session %s; stdout:\n%s\nstderr:\n%s", tt.want, r.stdout, r.stderr)
 			t.Logf("%s: %s", tt.name, lines[len(lines)-1])
-			if tt.want != "direct" {
+			if tt.want == "direct" {
+				for _, site := range []string{"home", "lab"} {
+					r, err := kl.Router(site)
+					require.NoError(t, err)
+					n, err := r.Packets(t.Context(), kernel.Unsolicited)
+					require.NoError(t, err)
+					require.Zero(t, n, "packets reached the %s router before a mapping let them in", site)
+				}
+			} else {
 				require.NotContains(t, r.stderr, "session with vb-1: direct", "the session never went direct")
 			}
 			if tt.directFail {
