@@ -108,6 +108,7 @@ TLS over TCP on the next port up (--relay-udp, --relay-probe-udp,
 	f.StringVar(&o.Relay.Listen.ProbeUDP, "relay-probe-udp", "", "UDP address of its second port, which tells NAT types apart (default --listen's port + 1)")
 	f.StringVar(&o.Relay.Listen.TCP, "relay-tcp", "", "TCP address of its TLS port, for networks that block UDP (default --listen's port + 1)")
 	f.StringVar(&o.Relay.Host, "relay-host", "", "host name or address peers reach the built-in relay at (default --advertise's host)")
+	relayLimitFlags(f, &o.Relay.Limits, "relay-")
 	f.StringVar(&relayEndpoint, "relay-endpoint", "", "hand out a relay run apart, as 'jmp relay' prints it: udp=HOST:PORT,probe=HOST:PORT,tcp=HOST:PORT,fingerprint=sha256:HEX")
 	f.TextVar(&logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	return cmd
@@ -127,7 +128,8 @@ func relayOptions(cmd *cobra.Command, o *coordinator.RelayOptions, builtIn bool,
 		o.Endpoint, builtIn = ep, false
 	}
 	if !builtIn {
-		for _, name := range []string{"relay-udp", "relay-probe-udp", "relay-tcp", "relay-host"} {
+		for _, name := range []string{"relay-udp", "relay-probe-udp", "relay-tcp", "relay-host",
+			"relay-max-peers", "relay-max-sessions-per-peer", "relay-peer-bandwidth", "relay-session-bandwidth"} {
 			if f.Changed(name) {
 				return fmt.Errorf("--%s configures the built-in relay, which --relay=false or --relay-endpoint turns off", name)
 			}

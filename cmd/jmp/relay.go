@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // noTCP turns the relay's TLS over TCP port off.
@@ -95,10 +96,7 @@ every coordinator.`,
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate (chain) to serve instead of a self-signed one")
 	f.StringVar(&tlsKey, "tls-key", "", "PEM key of --tls-cert")
 	f.StringVar(&metricsAddr, "metrics", "", "serve Prometheus metrics over HTTP at this address, e.g. :9090 (default none)")
-	f.IntVar(&limits.MaxLinks, "max-peers", 0, "peers connected at once (default 10000)")
-	f.IntVar(&limits.MaxSessionsPerPeer, "max-sessions-per-peer", 0, "sessions one client or exporter is in at once (default 64)")
-	f.Int64Var(&limits.PeerBandwidth, "peer-bandwidth", 0, "bytes per second one client or exporter may send through the relay (default unlimited)")
-	f.Int64Var(&limits.SessionBandwidth, "session-bandwidth", 0, "bytes per second one session may send through the relay (default unlimited)")
+	relayLimitFlags(f, &limits, "")
 	f.TextVar(&logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	return cmd
 }
@@ -217,4 +215,13 @@ func serveRelay(ctx context.Context, s relayServer) error {
 	ep := h.Endpoint(s.advertise, certs.ChainFingerprint(s.cert))
 	s.log.Info("relay up; give every coordinator this relay endpoint", "relay_endpoint", relayhost.FormatEndpoint(ep), "coordinator", s.coord.Endpoint)
 	return h.Serve(ctx, r)
+}
+
+// relayLimitFlags adds the flags of a relay's limits, their names behind
+// prefix.
+func relayLimitFlags(f *pflag.FlagSet, l *relay.Limits, prefix string) {
+	f.IntVar(&l.MaxLinks, prefix+"max-peers", 0, "peers connected to the relay at once (default 10000)")
+	f.IntVar(&l.MaxSessionsPerPeer, prefix+"max-sessions-per-peer", 0, "sessions one client or exporter is in at once (default 64)")
+	f.Int64Var(&l.PeerBandwidth, prefix+"peer-bandwidth", 0, "bytes per second one client or exporter may send through the relay (default unlimited)")
+	f.Int64Var(&l.SessionBandwidth, prefix+"session-bandwidth", 0, "bytes per second one session may send through the relay (default unlimited)")
 }
