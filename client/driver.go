@@ -29,7 +29,8 @@ func (d *Driver) Implements(iface string) bool {
 	return slices.ContainsFunc(d.Report.GetInterfaces(), func(i *jumpmeshv1.InterfaceReport) bool { return i.GetName() == iface })
 }
 
-func (d *Driver) open(ctx context.Context, iface, method string, req proto.Message) (*call, error) {
+// header is the stream header of a call of method with req.
+func (d *Driver) header(ctx context.Context, iface, method string, req proto.Message) (*jumpmeshv1.StreamHeader, error) {
 	args, err := anypb.New(req)
 	if err != nil {
 		return nil, fmt.Errorf("encode %T: %w", req, err)
@@ -38,7 +39,16 @@ func (d *Driver) open(ctx context.Context, iface, method string, req proto.Messa
 	if deadline, ok := ctx.Deadline(); ok {
 		cr.Timeout = durationpb.New(time.Until(deadline))
 	}
-	return d.session.open(ctx, &jumpmeshv1.StreamHeader{Op: &jumpmeshv1.StreamHeader_Call{Call: cr}})
+	return &jumpmeshv1.StreamHeader{Op: &jumpmeshv1.StreamHeader_Call{Call: cr}}, nil
+}
+
+// request starts a call whose request is all the client sends.
+func (d *Driver) request(ctx context.Context, iface, method string, req proto.Message) (*call, error) {
+	h, err := d.header(ctx, iface, method, req)
+	if err != nil {
+		return nil, err
+	}
+	return d.session.request(ctx, h)
 }
 
 func (d *Driver) wrap(method string, err error) error {
@@ -50,7 +60,7 @@ func (d *Driver) wrap(method string, err error) error {
 
 // Call makes a unary call and decodes the response into resp.
 func (d *Driver) Call(ctx context.Context, iface, method string, req, resp proto.Message) error {
-	c, err := d.open(ctx, iface, method, req)
+	c, err := d.request(ctx, iface, method, req)
 	if err != nil {
 		return d.wrap(method, err)
 	}
@@ -63,7 +73,7 @@ func (d *Driver) Call(ctx context.Context, iface, method string, req, resp proto
 
 // Stream makes a server-streaming call and hands each response to fn.
 func Stream[Resp proto.Message](ctx context.Context, d *Driver, iface, method string, req proto.Message, fn func(Resp) error) error {
-	c, err := d.open(ctx, iface, method, req)
+	c, err := d.request(ctx, iface, method, req)
 	if err != nil {
 		return d.wrap(method, err)
 	}
@@ -79,7 +89,11 @@ func Stream[Resp proto.Message](ctx context.Context, d *Driver, iface, method st
 // OpenBytes opens a byte stream. It returns once the exporter has accepted
 // it, so a bad driver or method fails before any data is sent.
 func (d *Driver) OpenBytes(ctx context.Context, iface, method string, req proto.Message) (*ByteStream, error) {
-	c, err := d.open(ctx, iface, method, req)
+	h, err := d.header(ctx, iface, method, req)
+	if err != nil {
+		return nil, d.wrap(method, err)
+	}
+	c, err := d.session.open(ctx, h)
 	if err != nil {
 		return nil, d.wrap(method, err)
 	}

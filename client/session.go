@@ -65,7 +65,7 @@ func (s *Session) Report(ctx context.Context) (*jumpmeshv1.Report, error) {
 	if s.report != nil {
 		return s.report, nil
 	}
-	st, err := s.open(ctx, &jumpmeshv1.StreamHeader{Op: &jumpmeshv1.StreamHeader_Report{Report: &jumpmeshv1.ReportRequest{}}})
+	st, err := s.request(ctx, &jumpmeshv1.StreamHeader{Op: &jumpmeshv1.StreamHeader_Report{Report: &jumpmeshv1.ReportRequest{}}})
 	if err != nil {
 		return nil, fmt.Errorf("get report: %w", err)
 	}
@@ -129,7 +129,7 @@ func Paths(r *jumpmeshv1.Report) map[string]string {
 // Logs streams the exporter's log entries at or above min to fn until ctx
 // ends, fn returns an error, or the exporter closes the stream.
 func (s *Session) Logs(ctx context.Context, min jumpmeshv1.Severity, fn func(*jumpmeshv1.LogEntry) error) error {
-	st, err := s.open(ctx, &jumpmeshv1.StreamHeader{Op: &jumpmeshv1.StreamHeader_Logs{Logs: &jumpmeshv1.LogStreamRequest{MinSeverity: min}}})
+	st, err := s.request(ctx, &jumpmeshv1.StreamHeader{Op: &jumpmeshv1.StreamHeader_Logs{Logs: &jumpmeshv1.LogStreamRequest{MinSeverity: min}}})
 	if err != nil {
 		return fmt.Errorf("stream logs: %w", err)
 	}

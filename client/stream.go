@@ -35,9 +35,23 @@ type call struct {
 	stop func() bool
 }
 
-// open opens a stream and sends its header. Cancelling ctx closes the
-// stream, which unblocks any read or write on it.
+// open opens a stream and sends its header; the caller sends the rest of
+// its direction and the CLOSE that ends it (a byte stream's data).
 func (s *Session) open(ctx context.Context, h *jumpmeshv1.StreamHeader) (*call, error) {
+	return s.start(ctx, h, false)
+}
+
+// request opens a stream and sends a whole request: its header and the
+// CLOSE that ends the client's direction, in one write (on QUIC, one
+// packet).
+func (s *Session) request(ctx context.Context, h *jumpmeshv1.StreamHeader) (*call, error) {
+	return s.start(ctx, h, true)
+}
+
+// start opens a stream and sends its header, and the client's CLOSE after
+// it if done. Cancelling ctx closes the stream, which unblocks any read or
+// write on it.
+func (s *Session) start(ctx context.Context, h *jumpmeshv1.StreamHeader, done bool) (*call, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -47,7 +61,14 @@ func (s *Session) open(ctx context.Context, h *jumpmeshv1.StreamHeader) (*call, 
 	}
 	c := &call{ctx: ctx, s: st, r: wire.NewReader(st), w: wire.NewWriter(st)}
 	c.stop = context.AfterFunc(ctx, func() { st.Close() })
-	if err := c.w.WriteMessage(wire.KindHeader, h); err != nil {
+	err = c.w.AddMessage(wire.KindHeader, h)
+	if err == nil && done {
+		err = c.w.AddClose(nil)
+	}
+	if err == nil {
+		err = c.w.Flush()
+	}
+	if err != nil {
 		c.close()
 		return nil, c.fail(ctx, err)
 	}
@@ -85,10 +106,13 @@ func (c *call) remoteError(payload []byte) error {
 // finishSending ends the client's direction with CLOSE OK. The transport
 // stays open: closing it tells the exporter the client has gone.
 func (c *call) finishSending() error {
-	return c.w.WriteMessage(wire.KindClose, wire.StatusOf(nil))
+	if err := c.w.AddClose(nil); err != nil {
+		return err
+	}
+	return c.w.Flush()
 }
 
-// recvOnly sends nothing more and reads one MESSAGE into m, then CLOSE.
+// recvOnly reads one MESSAGE into m, then CLOSE.
 func (c *call) recvOnly(m proto.Message) error {
 	got := false
 	err := c.recvEach(func() proto.Message { return m }, func(proto.Message) error {
@@ -104,12 +128,8 @@ func (c *call) recvOnly(m proto.Message) error {
 	return err
 }
 
-// recvEach half-closes and hands each MESSAGE to fn until CLOSE.
+// recvEach hands each MESSAGE to fn until CLOSE.
 func (c *call) recvEach(newMsg func() proto.Message, fn func(proto.Message) error) error {
-	// The exporter may answer and close before reading our CLOSE (a report,
-	// an unknown driver), so a failed write here is not the outcome: the
-	// reads below are.
-	c.finishSending()
 	for {
 		f, err := c.r.Read()
 		if err != nil {

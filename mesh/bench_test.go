@@ -313,7 +313,7 @@ func BenchmarkThroughput(b *testing.B) {
 //
 //   - quic: a bare quic-go stream ping-pong on loopback (the baseline);
 //   - quic-new: the same with a new stream per round trip, as every driver
-//     call has;
+//     call has: the like-for-like baseline of a call;
 //   - mesh-new: a new mesh stream per round trip on the direct path;
 //   - call-direct, call-relay: a driver call (a power call through the
 //     session protocol, the exporter and the virtual board) on the direct

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 )
@@ -47,10 +48,11 @@ const MaxFrameSize = 4 << 20
 // with other streams on a shared connection without latency spikes.
 const DataChunkSize = 32 << 10
 
-// readBufferSize is small: most streams carry a header and one short
-// message, and a stream is opened per call, so a large buffer would be
-// garbage on every call. DATA frames bigger than it bypass the buffer.
-const readBufferSize = 4 << 10
+// readBufferSize is small: a stream is opened per call, and most carry a
+// header and one short message, which fit it and are read in place; a
+// larger buffer would be garbage on every call. A frame bigger than it is
+// read into a buffer of its own.
+const readBufferSize = 512
 
 // ErrFrameTooLarge is returned for a frame over MaxFrameSize.
 var ErrFrameTooLarge = errors.New("frame too large")
@@ -66,13 +68,13 @@ type Frame struct {
 
 // Reader reads frames from a stream.
 type Reader struct {
-	r   *bufio.Reader
+	r   bufio.Reader // by value: a Reader is one allocation, not two
 	buf []byte
 }
 
 // NewReader returns a Reader that buffers r.
 func NewReader(r io.Reader) *Reader {
-	return &Reader{r: bufio.NewReaderSize(r, readBufferSize)}
+	return &Reader{r: *bufio.NewReaderSize(r, readBufferSize)}
 }
 
 // Read returns the next frame. At a clean end of the stream between frames
@@ -87,7 +89,7 @@ func (r *Reader) Read() (Frame, error) {
 	if k < KindHeader || k > KindClose {
 		return Frame{}, fmt.Errorf("%w: unknown kind %d", ErrMalformed, kind)
 	}
-	n, err := binary.ReadUvarint(r.r)
+	n, err := binary.ReadUvarint(&r.r)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
@@ -97,11 +99,8 @@ func (r *Reader) Read() (Frame, error) {
 	if n > MaxFrameSize {
 		return Frame{}, fmt.Errorf("%v frame of %d bytes: %w (limit %d)", k, n, ErrFrameTooLarge, MaxFrameSize)
 	}
-	if cap(r.buf) < int(n) {
-		r.buf = make([]byte, n)
-	}
-	p := r.buf[:n]
-	if _, err := io.ReadFull(r.r, p); err != nil {
+	p, err := r.payload(int(n))
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
@@ -110,35 +109,93 @@ func (r *Reader) Read() (Frame, error) {
 	return Frame{Kind: k, Payload: p}, nil
 }
 
-// Writer writes frames to a stream. Each frame goes out in one Write call,
-// so a frame never waits in a buffer.
+// payload reads the next n bytes. A payload that fits the read buffer is
+// returned in place, without a copy: it stays there until the next read.
+func (r *Reader) payload(n int) ([]byte, error) {
+	if n <= r.r.Size() {
+		p, err := r.r.Peek(n)
+		if err != nil {
+			return nil, err
+		}
+		r.r.Discard(n)
+		return p, nil
+	}
+	if cap(r.buf) < n {
+		r.buf = make([]byte, n)
+	}
+	p := r.buf[:n]
+	_, err := io.ReadFull(&r.r, p)
+	return p, err
+}
+
+// Writer writes frames to a stream. Write and WriteMessage send a frame at
+// once; AddMessage and AddClose hold one back until the next write or
+// Flush, so that frames that belong together (a request and the CLOSE
+// ending it, a response and its CLOSE) share one write to the stream: on
+// QUIC, one packet.
 type Writer struct {
 	w   io.Writer
-	buf []byte
+	buf []byte // the frames held back
 }
 
 // NewWriter returns a Writer on w.
 func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
 
-// Write sends one frame.
+// Write sends a frame, after the frames held back.
 func (w *Writer) Write(k Kind, payload []byte) error {
 	if len(payload) > MaxFrameSize {
 		return fmt.Errorf("write %v frame of %d bytes: %w", k, len(payload), ErrFrameTooLarge)
 	}
-	w.buf = append(w.buf[:0], byte(k))
+	w.buf = append(w.buf, byte(k))
 	w.buf = binary.AppendUvarint(w.buf, uint64(len(payload)))
 	w.buf = append(w.buf, payload...)
-	_, err := w.w.Write(w.buf)
-	return err
+	return w.Flush()
 }
 
-// WriteMessage sends m in a frame of kind k.
+// WriteMessage sends m in a frame of kind k, after the frames held back.
 func (w *Writer) WriteMessage(k Kind, m proto.Message) error {
-	b, err := proto.Marshal(m)
+	if err := w.AddMessage(k, m); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// AddMessage holds m, in a frame of kind k, back for the next write.
+func (w *Writer) AddMessage(k Kind, m proto.Message) error {
+	n := proto.Size(m)
+	if n > MaxFrameSize {
+		return fmt.Errorf("write %v frame of %d bytes: %w", k, n, ErrFrameTooLarge)
+	}
+	start := len(w.buf)
+	w.buf = slices.Grow(w.buf, 1+binary.MaxVarintLen64+n)
+	w.buf = append(w.buf, byte(k))
+	w.buf = binary.AppendUvarint(w.buf, uint64(n))
+	// Size has just measured m: marshal it without measuring it again.
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(w.buf, m)
 	if err != nil {
+		w.buf = w.buf[:start]
 		return fmt.Errorf("marshal %T: %w", m, err)
 	}
-	return w.Write(k, b)
+	w.buf = b
+	return nil
+}
+
+// AddClose holds back the CLOSE frame that ends a direction with err's
+// status, CODE_OK for nil.
+func (w *Writer) AddClose(err error) error {
+	if err == nil {
+		// CODE_OK is the zero Status, which encodes to nothing.
+		w.buf = append(w.buf, byte(KindClose), 0)
+		return nil
+	}
+	return w.AddMessage(KindClose, StatusOf(err))
+}
+
+// Flush sends the frames held back.
+func (w *Writer) Flush() error {
+	_, err := w.w.Write(w.buf)
+	w.buf = w.buf[:0]
+	return err
 }
 
 // Stream is one bidirectional byte stream: a Unix socket connection or a

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	jumpmeshv1 "github.com/jumpmesh/jumpmesh/proto/jumpmesh/v1"
 	"google.golang.org/protobuf/proto"
@@ -72,17 +73,22 @@ func CodeOf(err error) Code {
 	return Unknown
 }
 
-// StatusOf encodes err for a CLOSE frame; nil is CODE_OK.
+// StatusOf encodes err for a CLOSE frame; nil is CODE_OK. The message is
+// made valid UTF-8, which protobuf strings must be: an error quoting a
+// device's raw bytes still crosses.
 func StatusOf(err error) *jumpmeshv1.Status {
 	if err == nil {
 		return &jumpmeshv1.Status{Code: OK}
 	}
-	return &jumpmeshv1.Status{Code: CodeOf(err), Message: err.Error()}
+	return &jumpmeshv1.Status{Code: CodeOf(err), Message: strings.ToValidUTF8(err.Error(), "\uFFFD")}
 }
 
 // ErrorOf decodes a CLOSE frame's payload: nil for CODE_OK, an *Error
 // otherwise.
 func ErrorOf(payload []byte) error {
+	if len(payload) == 0 {
+		return nil // the zero Status, CODE_OK: the end of almost every stream
+	}
 	var s jumpmeshv1.Status
 	if err := proto.Unmarshal(payload, &s); err != nil {
 		return fmt.Errorf("%w: CLOSE frame: %v", ErrMalformed, err)

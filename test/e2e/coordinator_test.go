@@ -440,6 +440,7 @@ func TestCoordinatorRestartMidLease(t *testing.T) {
 	alice := l.client("alice")
 	exp := l.exporter("vb-1", "board=virtual")
 	name := strings.TrimSpace(l.jmp(alice, "create", "lease", "-l", "board=virtual", "--duration", "1h", "--wait", "-o", "name"))
+	l.waitFor("the exporter to serve the lease", func() bool { return strings.Contains(exp.output(), "serving lease") })
 
 	// Crash the coordinator mid-lease, and start it again.
 	l.coord.restart()
@@ -461,6 +462,7 @@ func TestCoordinatorExporterKilledMidLease(t *testing.T) {
 	alice := l.client("alice")
 	exp := l.exporter("vb-1", "board=virtual")
 	name := strings.TrimSpace(l.jmp(alice, "create", "lease", "--exporter", "vb-1", "--duration", "1h", "--wait", "-o", "name"))
+	l.waitFor("the exporter to serve the lease", func() bool { return strings.Contains(exp.output(), "lease="+name) })
 
 	// Killed and back within the grace period: same lease.
 	exp.restart()
