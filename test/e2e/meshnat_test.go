@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jumpmesh/jumpmesh/netsim"
 	"github.com/jumpmesh/jumpmesh/netsim/kernel"
@@ -116,4 +119,48 @@ func TestMeshNAT(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMeshNATPathDies: behind real Linux NATs, the direct path of a
+// session in use dies (the client's router starts dropping UDP to the
+// exporter's site; the relay stays reachable); the session moves to the
+// relay by itself, the shell says so, and its command goes on.
+func TestMeshNATPathDies(t *testing.T) {
+	t.Parallel()
+	eim := netsim.NAT{Filtering: netsim.AddressAndPortDependent}
+	l, kl, alice := natLab(t, netsim.Site{NAT: eim}, netsim.Site{NAT: eim})
+	sh := l.startShell(alice, []string{"-l", "board=virtual", "--path", "auto"},
+		untilDirect+"j power on; touch ready; while [ ! -e go ]; do sleep 0.05; done; j power status; j | grep '^session:'")
+	l.waitFor("the session to go direct", l.exists("ready"))
+	_, stderr := sh.output(t)
+	require.True(t, strings.HasPrefix(lastPath(stderr), "direct"), "stderr:\n%s", stderr)
+
+	home, err := kl.Router("home")
+	require.NoError(t, err)
+	lab, err := kl.Router("lab")
+	require.NoError(t, err)
+	out, err := home.Command(t.Context(), "iptables", "-I", "FORWARD", "-p", "udp", "-d", lab.PublicAddr.String(), "-j", "DROP").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	cut := time.Now()
+	l.waitFor("the session to move to the relay", func() bool {
+		_, stderr := sh.output(t)
+		return strings.HasPrefix(lastPath(stderr), "relayed over UDP")
+	})
+	t.Logf("the shell reported the move to the relay %v after the direct path died", time.Since(cut).Round(10*time.Millisecond))
+	require.NoError(t, os.WriteFile(filepath.Join(l.dir, "go"), nil, 0o600))
+	require.Equal(t, 0, sh.wait(t))
+	stdout, _ := sh.output(t)
+	require.Contains(t, stdout, "on since")
+	require.Contains(t, stdout, "session: relayed over UDP")
+}
+
+// lastPath is the path the shell reported last on stderr.
+func lastPath(stderr string) string {
+	const prefix = "session with vb-1: "
+	i := strings.LastIndex(stderr, prefix)
+	if i < 0 {
+		return ""
+	}
+	line, _, _ := strings.Cut(stderr[i+len(prefix):], "\n")
+	return line
 }
