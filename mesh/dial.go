@@ -16,6 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/jumpmesh/jumpmesh/coordinator/token"
 	"github.com/jumpmesh/jumpmesh/mesh/meshwire"
+	"github.com/jumpmesh/jumpmesh/mesh/udpmux"
 	"github.com/quic-go/quic-go"
 )
 
@@ -399,8 +400,36 @@ func (c *client) beat(qc *quic.Conn) {
 	}
 	if l := c.p.link.current(); l != nil && l.transport == "udp" && c.cfg.Path != DirectOnly && !c.migrating {
 		c.p.log.Info("the direct path died; moving to the relay", "addr", c.direct)
+		if c.current != nil && c.transports[c.direct.String()] != nil {
+			c.fallBack()
+			return
+		}
+		// The dial's own path, on the socket's transport, cannot be
+		// turned: migrate, which needs room in the congestion window.
 		c.migrate(PathRelayUDP, netip.AddrPort{})
 	}
+}
+
+// fallBack turns the direct path the connection moved to towards the
+// relay: its packets go on at once, with no probe (a probe waits for room
+// in a congestion window full of packets lost on the dead path, which an
+// upload never leaves). The exporter follows the new address as it does a
+// migration.
+func (c *client) fallBack() {
+	key := c.direct.String()
+	tr := c.transports[key]
+	pc := tr.Conn.(udpmux.PathConn)
+	pc.Retarget(c.s.vaddr)
+	c.s.relayPath.Store(&pc)
+	// The transport now goes to the relay; a direct path found later
+	// gets one of its own. It lives with the connection.
+	delete(c.transports, key)
+	c.transports["fallback "+key] = tr
+	c.path, c.direct = PathRelayUDP, netip.AddrPort{}
+	c.stopHeartbeat()
+	c.scheduleUpgrade()
+	c.control(&meshv1.Control{Msg: &meshv1.Control_Nudge{Nudge: &meshv1.Nudge{}}})
+	c.conn.set(c.qc, PathRelayUDP)
 }
 
 // scheduleUpgrade asks the relay for a punching round every

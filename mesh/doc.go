@@ -61,6 +61,11 @@
 // interval). On a direct path the client pings every second, which also
 // keeps both NAT mappings alive; after 3.5 s without a pong the path is
 // dead and the connection moves to the relay: a console stalls about 4 s.
+// A direct path the connection moved to is turned towards the relay in
+// place (udpmux.PathConn.Retarget), without a probe: quic-go sends a path
+// probe only with room in the congestion window, which packets lost on
+// the dead path fill mid-upload. A connection whose own dial went direct
+// migrates instead, and an upload under way then may not survive.
 //
 // # Relay link
 //

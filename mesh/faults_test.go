@@ -1,8 +1,12 @@
 package mesh_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"net"
 	"net/netip"
@@ -13,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/client"
+	"github.com/jumpmesh/jumpmesh/drivers/storage"
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/netsim"
 	"github.com/jumpmesh/jumpmesh/relay"
@@ -136,6 +141,73 @@ func TestDirectPathDies(t *testing.T) {
 		waitPath(t, conn, mesh.PathDirect, time.Minute+5*time.Second)
 		b.echo("three")
 	})
+}
+
+// TestFlashAcrossMove: a flash upload, a long byte stream from the
+// client, is under way on the direct path when that path dies; the session
+// moves to the relay and the upload goes on there: the image arrives
+// whole, its sha256 checked by the exporter.
+func TestFlashAcrossMove(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		easy := natType{name: "easy"}
+		topo := natTopology(easy, easy)
+		topo.Sites[0].Uplink.Bandwidth = 8_000_000 // the client's: 1 MB/s, so the upload takes seconds
+		s := startSim(t, topo)
+		l := newLab(t)
+		l.startRelay(s.host("relay"), relay.Limits{}, nil)
+		es := l.startExporter(s.host("exporter"), nil)
+		tok := l.auth.session(t, "lease-1", l.clientKey.Public().(ed25519.PublicKey), exporterName, time.Hour)
+		es.serve(t, tok)
+		wrap, sock := l.faulty()
+		conn, err := mesh.Dial(t.Context(), l.dialConfig(s.host("client"), tok, mesh.Auto, wrap))
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() })
+		waitPath(t, conn, mesh.PathDirect, 5*time.Second)
+		d, err := client.New(conn).Driver(t.Context(), "storage")
+		require.NoError(t, err)
+
+		image := make([]byte, 6<<20)
+		rand.Read(image)
+		sum := sha256.Sum256(image)
+		upload := &progressReader{r: bytes.NewReader(image), mark: 1 << 20, passed: make(chan struct{})}
+		type written struct {
+			img storage.Image
+			err error
+		}
+		done := make(chan written, 1)
+		go func() {
+			img, err := storage.NewClient(d).Write(t.Context(), upload, storage.WriteOptions{SHA256: hex.EncodeToString(sum[:])})
+			done <- written{img, err}
+		}()
+		<-upload.passed
+		sock.cut.Store(true)
+		cut := time.Now()
+		waitPath(t, conn, mesh.PathRelayUDP, 30*time.Second)
+		t.Logf("the session moved to the relay %v after the direct path died", time.Since(cut))
+		w := <-done
+		require.NoError(t, w.err)
+		require.Equal(t, hex.EncodeToString(sum[:]), w.img.SHA256)
+		require.Equal(t, int64(len(image)), w.img.Size)
+		require.Equal(t, mesh.PathRelayUDP, conn.Path(), "the upload finished on the relay")
+	})
+}
+
+// progressReader closes passed once mark bytes have been read.
+type progressReader struct {
+	r      io.Reader
+	n      int
+	mark   int
+	passed chan struct{}
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	before := p.n
+	p.n += n
+	if before < p.mark && p.n >= p.mark {
+		close(p.passed)
+	}
+	return n, err
 }
 
 // TestRelayRestarts: a relayed console goes on after the relay restarts,

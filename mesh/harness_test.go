@@ -7,12 +7,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"sync"
@@ -33,14 +35,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// boardConfig is the exporter of every test: the virtual board's power and
-// console.
+// boardConfig is the exporter of every test: the virtual board's power,
+// console and disk (a file at the path filled in).
 const boardConfig = `apiVersion: jumpmesh.dev/v1alpha1
 kind: ExporterConfig
 metadata: {name: board-01}
 export:
   power: {type: virtual.power}
   serial: {type: virtual.serial, config: {lineDelay: 1ms}}
+  storage: {type: virtual.storage, config: {path: %q, size: 16Mi}}
 `
 
 const exporterName = "board-01"
@@ -211,7 +214,7 @@ type exporterSide struct {
 
 // newBoard builds the exporter of the virtual board.
 func newBoard(t testing.TB) *exporter.Exporter {
-	cfg, err := exporter.Parse("exporter.yaml", []byte(boardConfig))
+	cfg, err := exporter.Parse("exporter.yaml", fmt.Appendf(nil, boardConfig, filepath.Join(t.TempDir(), "disk.img")))
 	require.NoError(t, err)
 	exp, err := exporter.New(cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)

@@ -188,15 +188,15 @@ func (c *oobConn) SetReadBuffer(n int) error             { return c.u.SetReadBuf
 func (c *oobConn) SetWriteBuffer(n int) error            { return c.u.SetWriteBuffer(n) }
 func (c *oobConn) SyscallConn() (syscall.RawConn, error) { return c.u.SyscallConn() }
 func (c *oobConn) PathConn(dst *net.UDPAddr) PathConn {
-	return &oobPath{inbox: newInbox(), c: c, dst: dst}
+	return &oobPath{inbox: newInbox(), destination: newDestination(dst), c: c}
 }
 
 // oobPath is an oobConn's PathConn; quic-go sees the same capabilities as
 // on the socket itself, so a migrated connection keeps GSO.
 type oobPath struct {
 	*inbox
-	c   *oobConn
-	dst *net.UDPAddr
+	*destination
+	c *oobConn
 }
 
 // ReadBatch returns what the handler delivered: one datagram, or more if
@@ -238,10 +238,10 @@ func (p *oobPath) ReadFrom(b []byte) (int, net.Addr, error) {
 	return n, from, err
 }
 func (p *oobPath) WriteMsgUDP(b, oob []byte, _ *net.UDPAddr) (int, int, error) {
-	return p.c.WriteMsgUDP(b, oob, p.dst)
+	return p.c.WriteMsgUDP(b, oob, p.dst())
 }
 func (p *oobPath) WriteTo(b []byte, _ net.Addr) (int, error) {
-	n, _, err := p.c.WriteMsgUDP(b, nil, p.dst)
+	n, _, err := p.c.WriteMsgUDP(b, nil, p.dst())
 	return n, err
 }
 func (p *oobPath) LocalAddr() net.Addr                   { return p.c.LocalAddr() }

@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -76,7 +77,24 @@ type PathConn interface {
 	// Deliver queues a copy of datagram b from from; false when the
 	// queue is full and it was dropped.
 	Deliver(b []byte, from *net.UDPAddr) bool
+	// Retarget sends the path's later writes to dst. A path whose far
+	// end went out of reach can so go on another way at once: QUIC
+	// cannot probe a new path while its congestion window is full of
+	// packets lost on the old way, as it is mid-upload.
+	Retarget(dst *net.UDPAddr)
 }
+
+// destination is where a PathConn's writes go.
+type destination struct{ addr atomic.Pointer[net.UDPAddr] }
+
+func newDestination(dst *net.UDPAddr) *destination {
+	d := &destination{}
+	d.addr.Store(dst)
+	return d
+}
+
+func (d *destination) Retarget(dst *net.UDPAddr) { d.addr.Store(dst) }
+func (d *destination) dst() *net.UDPAddr         { return d.addr.Load() }
 
 // New wraps pc. On Linux, a *net.UDPConn gets the batched, GSO-capable
 // wrapper.
@@ -203,14 +221,14 @@ func (c *plainConn) SetWriteBuffer(n int) error {
 }
 
 func (c *plainConn) PathConn(dst *net.UDPAddr) PathConn {
-	return &plainPath{inbox: newInbox(), c: c, dst: dst}
+	return &plainPath{inbox: newInbox(), destination: newDestination(dst), c: c}
 }
 
 // plainPath is a plainConn's PathConn.
 type plainPath struct {
 	*inbox
-	c   *plainConn
-	dst *net.UDPAddr
+	*destination
+	c *plainConn
 }
 
 func (p *plainPath) ReadFrom(b []byte) (int, net.Addr, error) {
@@ -221,7 +239,7 @@ func (p *plainPath) ReadFrom(b []byte) (int, net.Addr, error) {
 	return copy(b, d.data), d.from, nil
 }
 func (p *plainPath) WriteTo(b []byte, _ net.Addr) (int, error) {
-	return p.c.WriteTo(b, p.dst)
+	return p.c.WriteTo(b, p.dst())
 }
 func (p *plainPath) LocalAddr() net.Addr { return p.c.LocalAddr() }
 
