@@ -146,50 +146,75 @@ func TestDirectPathDies(t *testing.T) {
 // TestFlashAcrossMove: a flash upload, a long byte stream from the
 // client, is under way on the direct path when that path dies; the session
 // moves to the relay and the upload goes on there: the image arrives
-// whole, its sha256 checked by the exporter.
+// whole, its sha256 checked by the exporter. The direct path is one the
+// connection moved to from the relay (across the internet), or the one
+// its dial took (across a LAN, where the direct handshake wins).
 func TestFlashAcrossMove(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		easy := natType{name: "easy"}
-		topo := natTopology(easy, easy)
-		topo.Sites[0].Uplink.Bandwidth = 8_000_000 // the client's: 1 MB/s, so the upload takes seconds
-		s := startSim(t, topo)
-		l := newLab(t)
-		l.startRelay(s.host("relay"), relay.Limits{}, nil)
-		es := l.startExporter(s.host("exporter"), nil)
-		tok := l.auth.session(t, "lease-1", l.clientKey.Public().(ed25519.PublicKey), exporterName, time.Hour)
-		es.serve(t, tok)
-		wrap, sock := l.faulty()
-		conn, err := mesh.Dial(t.Context(), l.dialConfig(s.host("client"), tok, mesh.Auto, wrap))
-		require.NoError(t, err)
-		t.Cleanup(func() { conn.Close() })
-		waitPath(t, conn, mesh.PathDirect, 5*time.Second)
-		d, err := client.New(conn).Driver(t.Context(), "storage")
-		require.NoError(t, err)
+	tests := []struct {
+		name string
+		topo func() netsim.Topology
+		skip string
+	}{
+		{name: "moved-direct", topo: func() netsim.Topology {
+			easy := natType{name: "easy"}
+			topo := natTopology(easy, easy)
+			topo.Sites[0].Uplink.Bandwidth = 8_000_000 // the client's: 1 MB/s, so the upload takes seconds
+			return topo
+		}},
+		{name: "dialed-direct", topo: func() netsim.Topology {
+			topo := sharedLAN()
+			topo.Sites[0].Hosts[0].Link.Bandwidth = 8_000_000 // the client's
+			return topo
+		}, skip: "known limitation: the dial's own direct path is left by QUIC migration, whose probe quic-go " +
+			"holds back while the congestion window is full of packets lost on the dead path; the upload stalls " +
+			"until the idle timeout (a direct path the connection moved to is turned in place instead)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.skip != "" {
+				t.Skip(tt.skip)
+			}
+			synctest.Test(t, func(t *testing.T) {
+				s := startSim(t, tt.topo())
+				l := newLab(t)
+				l.startRelay(s.host("relay"), relay.Limits{}, nil)
+				es := l.startExporter(s.host("exporter"), nil)
+				tok := l.auth.session(t, "lease-1", l.clientKey.Public().(ed25519.PublicKey), exporterName, time.Hour)
+				es.serve(t, tok)
+				wrap, sock := l.faulty()
+				conn, err := mesh.Dial(t.Context(), l.dialConfig(s.host("client"), tok, mesh.Auto, wrap))
+				require.NoError(t, err)
+				t.Cleanup(func() { conn.Close() })
+				waitPath(t, conn, mesh.PathDirect, 5*time.Second)
+				d, err := client.New(conn).Driver(t.Context(), "storage")
+				require.NoError(t, err)
 
-		image := make([]byte, 6<<20)
-		rand.Read(image)
-		sum := sha256.Sum256(image)
-		upload := &progressReader{r: bytes.NewReader(image), mark: 1 << 20, passed: make(chan struct{})}
-		type written struct {
-			img storage.Image
-			err error
-		}
-		done := make(chan written, 1)
-		go func() {
-			img, err := storage.NewClient(d).Write(t.Context(), upload, storage.WriteOptions{SHA256: hex.EncodeToString(sum[:])})
-			done <- written{img, err}
-		}()
-		<-upload.passed
-		sock.cut.Store(true)
-		cut := time.Now()
-		waitPath(t, conn, mesh.PathRelayUDP, 30*time.Second)
-		t.Logf("the session moved to the relay %v after the direct path died", time.Since(cut))
-		w := <-done
-		require.NoError(t, w.err)
-		require.Equal(t, hex.EncodeToString(sum[:]), w.img.SHA256)
-		require.Equal(t, int64(len(image)), w.img.Size)
-		require.Equal(t, mesh.PathRelayUDP, conn.Path(), "the upload finished on the relay")
-	})
+				image := make([]byte, 6<<20)
+				rand.Read(image)
+				sum := sha256.Sum256(image)
+				upload := &progressReader{r: bytes.NewReader(image), mark: 1 << 20, passed: make(chan struct{})}
+				type written struct {
+					img storage.Image
+					err error
+				}
+				done := make(chan written, 1)
+				go func() {
+					img, err := storage.NewClient(d).Write(t.Context(), upload, storage.WriteOptions{SHA256: hex.EncodeToString(sum[:])})
+					done <- written{img, err}
+				}()
+				<-upload.passed
+				sock.cut.Store(true)
+				cut := time.Now()
+				waitPath(t, conn, mesh.PathRelayUDP, 10*time.Second)
+				t.Logf("the session moved to the relay %v after the direct path died", time.Since(cut))
+				w := <-done
+				require.NoError(t, w.err)
+				require.Equal(t, hex.EncodeToString(sum[:]), w.img.SHA256)
+				require.Equal(t, int64(len(image)), w.img.Size)
+				require.Equal(t, mesh.PathRelayUDP, conn.Path(), "the upload finished on the relay")
+			})
+		})
+	}
 }
 
 // progressReader closes passed once mark bytes have been read.
