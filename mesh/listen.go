@@ -276,7 +276,7 @@ func (es *exporterSession) serve(qc *quic.Conn) {
 		if err != nil {
 			break
 		}
-		es.loop.post(func() { es.used(qc) })
+		es.used(qc)
 		select {
 		case es.conn.accepted <- s:
 		case <-es.ctx.Done():
@@ -302,18 +302,24 @@ func (es *exporterSession) readControl(qc *quic.Conn) {
 		if err != nil {
 			return
 		}
-		es.loop.post(func() { es.used(qc) })
+		es.used(qc)
 		if tok := m.GetRefresh().GetToken(); tok != "" {
 			es.loop.post(func() { es.refresh(tok) })
 		}
 	}
 }
 
-// used makes qc the session's connection, when it still is one.
+// used makes qc, which carried something from the client, the session's
+// connection. It runs for every stream: only a change goes to the loop.
 func (es *exporterSession) used(qc *quic.Conn) {
-	if path, ok := es.conns[qc]; ok {
-		es.conn.set(qc, path)
+	if cur, _ := es.conn.state(); cur == qc {
+		return
 	}
+	es.loop.post(func() {
+		if path, ok := es.conns[qc]; ok {
+			es.conn.set(qc, path)
+		}
+	})
 }
 
 // gone forgets a connection that ended. When the client closed it and it

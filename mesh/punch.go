@@ -82,8 +82,9 @@ func (pu *puncher) start(t targets) {
 	r := pu.round
 	pu.active = true
 	pu.triggered = map[netip.AddrPort]bool{}
+	all := t.all()
 	for i, at := range punchSchedule {
-		to := t.all()
+		to := all
 		if i == 0 {
 			to = t.own // the mapping's first ping waits openLead
 		}
