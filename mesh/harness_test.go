@@ -5,12 +5,9 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -31,6 +28,7 @@ import (
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/netsim"
 	"github.com/jumpmesh/jumpmesh/relay"
+	"github.com/jumpmesh/jumpmesh/test/testcert"
 	"github.com/quic-go/quic-go"
 	"github.com/stretchr/testify/require"
 )
@@ -84,27 +82,7 @@ func (a *authority) session(t testing.TB, lease string, clientKey ed25519.Public
 
 // relayTLS makes the relay's certificate and the config peers check it
 // with. Call it inside the bubble, so validity matches the virtual clock.
-func relayTLS(t testing.TB) (server, peers *tls.Config) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "relay.test"},
-		DNSNames:     []string{"relay.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: priv}}},
-		&tls.Config{RootCAs: roots, ServerName: "relay.test"}
-}
+func relayTLS(t testing.TB) (server, peers *tls.Config) { return testcert.Pair(t, "relay.test") }
 
 // host is what a peer needs of a machine: netsim's nodes, or loopback.
 type host interface {

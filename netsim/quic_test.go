@@ -2,20 +2,16 @@ package netsim
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/netip"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/jumpmesh/jumpmesh/test/testcert"
 	"github.com/quic-go/quic-go"
 	"github.com/stretchr/testify/require"
 )
@@ -26,29 +22,8 @@ const alpn = "netsim-test"
 // server's first flight to fit QUIC's amplification limit. Call it inside
 // the bubble, so its validity matches the virtual clock.
 func testTLS(t *testing.T) (server, client *tls.Config) {
-	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "netsim.test"},
-		DNSNames:     []string{"netsim.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
-	server = &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: priv}},
-		NextProtos:   []string{alpn},
-	}
-	client = &tls.Config{RootCAs: roots, ServerName: "netsim.test", NextProtos: []string{alpn}}
+	server, client = testcert.Pair(t, "netsim.test")
+	server.NextProtos, client.NextProtos = []string{alpn}, []string{alpn}
 	return server, client
 }
 

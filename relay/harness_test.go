@@ -5,10 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	relayv1 "github.com/jumpmesh/jumpmesh/proto/jumpmesh/relay/v1"
-	"math/big"
 	"net"
 	"net/netip"
 	"strconv"
@@ -22,6 +19,7 @@ import (
 	"github.com/jumpmesh/jumpmesh/netsim"
 	"github.com/jumpmesh/jumpmesh/relay"
 	"github.com/jumpmesh/jumpmesh/relay/relaywire"
+	"github.com/jumpmesh/jumpmesh/test/testcert"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 	"github.com/stretchr/testify/require"
@@ -94,21 +92,9 @@ func newWorld(t *testing.T, limits relay.Limits) *world {
 }
 
 func relayCert(t *testing.T) (server, peers *tls.Config) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "relay.test"}, DNSNames: []string{"relay.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: priv}}},
-		&tls.Config{RootCAs: roots, ServerName: "relay.test", NextProtos: []string{relaywire.ALPN}}
+	server, peers = testcert.Pair(t, "relay.test")
+	peers.NextProtos = []string{relaywire.ALPN}
+	return server, peers
 }
 
 // token signs a session token.
