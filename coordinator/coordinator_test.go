@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/jumpmesh/jumpmesh/coordinator/store"
 	"github.com/jumpmesh/jumpmesh/coordinator/token"
 	coordinatorv1 "github.com/jumpmesh/jumpmesh/proto/jumpmesh/coordinator/v1"
 	"github.com/stretchr/testify/require"
@@ -178,6 +179,51 @@ func TestTransfer(t *testing.T) {
 		_, err = h.c.GetLease(context.Background(), alice, name)
 		requireCode(t, err, connect.CodeNotFound)
 	})
+}
+
+// TestLeaseWithoutStatus: on Kubernetes a lease is created, then its
+// status written; another replica may be asked to transfer or release it
+// in between. Both work on the status-less record.
+func TestLeaseWithoutStatus(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		act   func(h *harness, alice Identity, name string) error
+		check func(t *testing.T, l *coordinatorv1.Lease)
+	}{
+		{"transfer", func(h *harness, alice Identity, name string) error {
+			_, err := h.c.UpdateLease(context.Background(), alice, &coordinatorv1.UpdateLeaseRequest{Name: name,
+				Change: &coordinatorv1.UpdateLeaseRequest_ToClient{ToClient: "bob"}})
+			return err
+		}, func(t *testing.T, l *coordinatorv1.Lease) {
+			require.Equal(t, "bob", l.GetSpec().GetClient())
+		}},
+		{"release", func(h *harness, alice Identity, name string) error {
+			_, err := h.c.DeleteLease(context.Background(), alice, name)
+			return err
+		}, func(t *testing.T, l *coordinatorv1.Lease) {
+			require.Equal(t, ended, l.GetStatus().GetState())
+			require.Equal(t, coordinatorv1.LeaseReason_LEASE_REASON_RELEASED, l.GetStatus().GetReason())
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, testConfig)
+				defer h.stop()
+				alice := h.client("alice", nil)
+				h.client("bob", nil)
+				h.exporter("e1", rpi4)
+				require.NoError(t, h.st.Create(context.Background(), &coordinatorv1.Lease{
+					Metadata: &coordinatorv1.ObjectMeta{Name: "lease-nostatus"},
+					Spec:     &coordinatorv1.LeaseSpec{Client: "alice", Selector: "board=rpi4"},
+				}))
+				synctest.Wait()
+				require.NoError(t, tt.act(h, alice, "lease-nostatus"))
+				l, err := h.st.Get(context.Background(), store.Leases, "lease-nostatus")
+				require.NoError(t, err)
+				tt.check(t, l.(*coordinatorv1.Lease))
+			})
+		})
+	}
 }
 
 func TestExporterRestartKeepsLease(t *testing.T) {

@@ -374,11 +374,12 @@ func (c *Coordinator) transfer(l *coordinatorv1.Lease, to string) error {
 	} else if _, err := c.admit(to, newLeaseEntry(l), d); err != nil {
 		return err
 	}
-	l.Status.Message = fmt.Sprintf("transferred from client %s", l.GetSpec().GetClient())
+	st := statusOf(l)
+	st.Message = fmt.Sprintf("transferred from client %s", l.GetSpec().GetClient())
 	l.Spec.Client = to
 	// The sessions were the old client's: the exporter gets no more tokens
 	// for them.
-	l.Status.Dials = nil
+	st.Dials = nil
 	return nil
 }
 

@@ -235,6 +235,16 @@ func (c *Coordinator) assign(ctx context.Context, a scheduler.Assign) error {
 	return nil
 }
 
+// statusOf returns l's status, giving it an empty one first if it has
+// none: on Kubernetes a lease is created, then its status written, and
+// another replica may act on it in between.
+func statusOf(l *coordinatorv1.Lease) *coordinatorv1.LeaseStatus {
+	if l.Status == nil {
+		l.Status = &coordinatorv1.LeaseStatus{}
+	}
+	return l.Status
+}
+
 // errLost: the record is no longer as the plan saw it; skip the step.
 var errLost = errors.New("precondition no longer holds")
 
@@ -242,7 +252,7 @@ var errLost = errors.New("precondition no longer holds")
 func (c *Coordinator) endLease(ctx context.Context, name string, reason coordinatorv1.LeaseReason, msg string) error {
 	now := time.Now()
 	l, err := update(ctx, c, store.Leases, name, func(l *coordinatorv1.Lease) error {
-		st := l.Status
+		st := statusOf(l)
 		if st.GetState() == coordinatorv1.LeaseState_LEASE_STATE_ENDED {
 			return errLost
 		}
